@@ -1,0 +1,56 @@
+"""Training-step speed (samples/s) of each network and loss on random data, model only.
+
+    .venv/bin/python bench/train_step.py [--batches 20] [--networks fused unrolled] [--losses ctc warpctc]
+"""
+
+import argparse
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import mxnet as mx  # noqa: E402
+import numpy as np  # noqa: E402
+
+from hyperparameters import Hyperparams  # noqa: E402
+from lstm import LOSSES, NETWORKS, initial_params, lstm_ocr  # noqa: E402
+
+
+def step_speed(hp: Hyperparams, network: str, loss: str, batches: int) -> float:
+    """Samples per second of forward, backward and SGD update, after two warm-up batches."""
+    mod = mx.mod.Module(lstm_ocr(hp, network, loss), data_names=["data"], label_names=["label"])
+    mod.bind(data_shapes=[("data", (hp.batch_size, hp.image_width, hp.image_height))],
+             label_shapes=[("label", (hp.batch_size, hp.num_label))])
+    mod.init_params(arg_params=initial_params(hp, network, mx.init.Xavier()))
+    mod.init_optimizer(optimizer="sgd", optimizer_params={"learning_rate": hp.learning_rate, "momentum": hp.momentum})
+    rng = np.random.default_rng(0)
+    batch = mx.io.DataBatch(
+        data=[mx.nd.array(rng.random((hp.batch_size, hp.image_width, hp.image_height)))],
+        label=[mx.nd.array(rng.integers(1, hp.num_classes, (hp.batch_size, hp.num_label)))])
+    for i in range(batches + 2):
+        if i == 2:
+            tic = time.perf_counter()
+        mod.forward_backward(batch)
+        mod.update()
+        mod.get_outputs()[0].wait_to_read()
+        mx.nd.waitall()
+    return batches * hp.batch_size / (time.perf_counter() - tic)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--batches", type=int, default=20)
+    parser.add_argument("--networks", nargs="+", default=list(NETWORKS))
+    parser.add_argument("--losses", nargs="+", default=list(LOSSES))
+    args = parser.parse_args()
+    hp = Hyperparams()
+    print(f"# {' '.join(sys.argv)}  (batch {hp.batch_size}, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')})")
+    for network in args.networks:
+        for loss in args.losses:
+            print(f"train step  {network:9s} {loss:8s} {step_speed(hp, network, loss, args.batches):8.1f} samples/s",
+                  flush=True)
+
+
+if __name__ == "__main__":
+    main()

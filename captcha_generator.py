@@ -1,0 +1,134 @@
+"""Random CAPTCHA images of short texts, and the network's view of them.
+
+As a script, writes one CAPTCHA image to a file:
+    python captcha_generator.py font/DroidSansMono.ttf sample.jpg
+"""
+
+import argparse
+import os
+import random
+import sys
+from typing import NoReturn
+
+import cv2
+import numpy as np
+from captcha.image import ImageCaptcha
+from PIL import Image, ImageFont
+
+from hyperparameters import DIGITS, RENDER_SCALE, Hyperparams
+
+
+class InputError(ValueError):
+    """A user-supplied path or value that cannot be used; its message says what to do."""
+
+
+def exit_with(error: Exception, code: int = 2) -> NoReturn:
+    """End the program with `error: <message>` as one line on stderr (2: bad input, as argparse)."""
+    sys.stderr.write(f"error: {error}\n")
+    sys.exit(code)
+
+
+def find_fonts(font_path: str) -> list[str]:
+    """The .ttf files at `font_path` (a file or a folder), each checked to load as a font."""
+    if os.path.isdir(font_path):
+        paths = sorted(os.path.join(font_path, name) for name in os.listdir(font_path)
+                       if name.lower().endswith(".ttf"))
+        if not paths:
+            raise InputError(f"no .ttf font in folder {font_path} (run `make fonts` to fill font/)")
+    elif os.path.isfile(font_path):
+        paths = [font_path]
+    else:
+        raise InputError(f"font path {font_path} does not exist (give a .ttf file or a folder of them)")
+    for path in paths:
+        try:
+            ImageFont.truetype(path, 20)
+        except OSError:
+            raise InputError(f"{path} is not a TrueType font file") from None
+    return paths
+
+
+def to_network_input(gray: np.ndarray, hp: Hyperparams) -> np.ndarray:
+    """A grayscale uint8 image of any size as the network reads it: (width, height) uint8."""
+    return cv2.resize(gray, (hp.image_width, hp.image_height)).transpose(1, 0)
+
+
+def to_float(images: np.ndarray) -> np.ndarray:
+    """uint8 pixels to float32 in [0, 1]."""
+    return images.astype(np.float32) * np.float32(1 / 255)
+
+
+def encode_label(text: str, hp: Hyperparams) -> np.ndarray:
+    """Text to class indices (character i of the alphabet is class i + 1), padded with the blank 0."""
+    label = np.zeros(hp.num_label, dtype=np.int32)
+    label[:len(text)] = [hp.chars.index(c) + 1 for c in text]
+    return label
+
+
+def check_text(text: str, hp: Hyperparams) -> None:
+    """Raise InputError unless the model can learn `text`: its alphabet, its length range."""
+    unknown = sorted(set(text) - set(hp.chars))
+    if unknown:
+        raise InputError(f"text {text!r} has characters {''.join(unknown)!r} outside the alphabet {hp.chars!r}")
+    if not hp.min_len <= len(text) <= hp.max_len:
+        raise InputError(f"text {text!r} has {len(text)} characters; the model reads {hp.min_len} to {hp.max_len}")
+
+
+class CaptchaGen:
+    """Renders texts as CAPTCHAs with the captcha library, in the given fonts."""
+
+    def __init__(self, font_paths: list[str], hp: Hyperparams, seed: int | None = None):
+        self.hp = hp
+        self.captcha = ImageCaptcha(width=hp.image_width * RENDER_SCALE,
+                                    height=hp.image_height * RENDER_SCALE, fonts=font_paths)
+        self.rng = random.Random(seed)
+
+    def random_text(self) -> str:
+        """Between min_len and max_len random characters of the alphabet."""
+        length = self.rng.randint(self.hp.min_len, self.hp.max_len)
+        return "".join(self.rng.choice(self.hp.chars) for _ in range(length))
+
+    def render(self, text: str) -> Image.Image:
+        """The full-size RGB CAPTCHA, as a person sees it."""
+        return self.captcha.generate_image(text)
+
+    def image_u8(self, text: str) -> np.ndarray:
+        """The network input for `text` as uint8, straight from PIL (no PNG round trip)."""
+        return to_network_input(np.asarray(self.render(text).convert("L")), self.hp)
+
+    def image(self, text: str) -> np.ndarray:
+        """The network input for `text`: (width, height) float32 in [0, 1]."""
+        return to_float(self.image_u8(text))
+
+
+def label_digits(text: str) -> list[int]:
+    """The example's way of printing a digit text: as a list of ints."""
+    return [int(c) for c in text]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("font_path", help="a .ttf file, or a folder of them (one is picked per character)")
+    parser.add_argument("output", help="image file to write (.jpg, .png, ...)")
+    parser.add_argument("--num", help="digits to draw [default: 3 or 4 random digits]")
+    args = parser.parse_args()
+    hp = Hyperparams(chars=DIGITS)
+    try:
+        fonts = find_fonts(args.font_path)
+        text = args.num
+        if text is not None:
+            check_text(text, hp)
+        folder = os.path.dirname(os.path.abspath(args.output))
+        if not os.path.isdir(folder):
+            raise InputError(f"output folder {folder} does not exist")
+        gen = CaptchaGen(fonts, hp)
+        text = text if text is not None else gen.random_text()
+        image = cv2.cvtColor(np.asarray(gen.render(text)), cv2.COLOR_RGB2BGR)
+        if not cv2.imwrite(args.output, image):
+            raise InputError(f"cannot write {args.output}: use an image extension such as .jpg or .png")
+    except InputError as error:
+        exit_with(error)
+    print(f"Captcha image with digits {label_digits(text)} written to {args.output}")
+
+
+if __name__ == "__main__":
+    main()

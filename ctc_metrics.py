@@ -1,0 +1,53 @@
+"""Accuracy of CTC predictions: whole-sequence accuracy and an LCS-ratio accuracy."""
+
+import numpy as np
+
+from hyperparameters import BLANK
+
+
+def ctc_label(path: list[int]) -> list[int]:
+    """Greedy CTC decoding of a per-step class path: collapse repeats, then drop blanks."""
+    return [c for i, c in enumerate(path) if c != BLANK and (i == 0 or c != path[i - 1])]
+
+
+def remove_blank(label: list[int]) -> list[int]:
+    """A zero-padded label without its padding."""
+    return [c for c in label if c != BLANK]
+
+
+def lcs_length(a: list[int], b: list[int]) -> int:
+    """Length of the longest common subsequence of `a` and `b` (dynamic programming)."""
+    table = np.zeros((len(a) + 1, len(b) + 1), dtype=np.int64)
+    for i, x in enumerate(a, 1):
+        for j, y in enumerate(b, 1):
+            table[i, j] = table[i - 1, j - 1] + 1 if x == y else max(table[i - 1, j], table[i, j - 1])
+    return int(table[-1, -1])
+
+
+def lcs_ratio(prediction: list[int], label: list[int]) -> float:
+    """LCS length over the longer sequence's length: 1 only for an exact match, 0 for nothing shared."""
+    longest = max(len(prediction), len(label))
+    return lcs_length(prediction, label) / longest if longest else 1.0
+
+
+def decode(pred: np.ndarray, batch_size: int) -> list[list[int]]:
+    """Greedy decoding of a time-major softmax output: row t * batch_size + n is step t of sample n."""
+    steps = np.argmax(pred, axis=-1).reshape(-1, batch_size).T
+    return [ctc_label(path.tolist()) for path in steps]
+
+
+def _pairs(label: np.ndarray, pred: np.ndarray) -> list[tuple[list[int], list[int]]]:
+    decoded = decode(pred, len(label))
+    return [(p, remove_blank(row.astype(int).tolist())) for p, row in zip(decoded, label, strict=True)]
+
+
+def accuracy(label: np.ndarray, pred: np.ndarray) -> float:
+    """Fraction of samples whose decoded sequence equals the label exactly (`mx.metric.np` form)."""
+    pairs = _pairs(label, pred)
+    return sum(p == lab for p, lab in pairs) / len(pairs)
+
+
+def accuracy_lcs(label: np.ndarray, pred: np.ndarray) -> float:
+    """Mean LCS ratio of decoded sequence and label."""
+    pairs = _pairs(label, pred)
+    return sum(lcs_ratio(p, lab) for p, lab in pairs) / len(pairs)

@@ -1,0 +1,78 @@
+"""Every constant of the network and its training, in one place, each overridable from the CLI."""
+
+import argparse
+from dataclasses import dataclass, fields
+
+DIGITS = "0123456789"
+BLANK = 0  # CTC blank class; character i of the alphabet is class i + 1
+RENDER_SCALE = 2  # captchas are drawn at twice the network's image size, then shrunk
+ALIASES = {"max_len": ["--num_label"]}  # the example's name for the label length
+NON_NEGATIVE = ("momentum", "wd", "clip_gradient")  # 0 turns these off; every other number must be positive
+OPTIMIZERS = ("sgd", "adam")
+
+
+@dataclass
+class Hyperparams:
+    """The example's defaults; `seq_length` x `image_height` is the network's image (width x height)."""
+
+    batch_size: int = 128
+    train_epoch_size: int = 30000
+    eval_epoch_size: int = 3000
+    num_epoch: int = 100
+    optimizer: str = "sgd"
+    learning_rate: float = 0.001
+    momentum: float = 0.9
+    wd: float = 0.00001
+    clip_gradient: float = 0.0
+    seq_length: int = 80
+    image_height: int = 30
+    num_hidden: int = 100
+    num_lstm_layer: int = 2
+    min_len: int = 3
+    max_len: int = 4
+    chars: str = DIGITS
+
+    @property
+    def num_classes(self) -> int:
+        """Output classes: one per character plus the CTC blank."""
+        return len(self.chars) + 1
+
+    @property
+    def num_label(self) -> int:
+        """Label length: the longest text, shorter ones padded with the blank."""
+        return self.max_len
+
+    @property
+    def image_width(self) -> int:
+        """Each image column is one time step."""
+        return self.seq_length
+
+    def validate(self) -> None:
+        """Raise ValueError naming the first setting that cannot work."""
+        for field in fields(self):
+            value = getattr(self, field.name)
+            if field.name in NON_NEGATIVE and value < 0:
+                raise ValueError(f"--{field.name} must not be negative, got {value}")
+            if field.type in (int, float) and value <= 0 and field.name not in NON_NEGATIVE:
+                raise ValueError(f"--{field.name} must be positive, got {value}")
+        if self.min_len > self.max_len:
+            raise ValueError(f"--min_len {self.min_len} exceeds --max_len {self.max_len}")
+        if 2 * self.max_len + 1 > self.seq_length:
+            raise ValueError(f"--seq_length {self.seq_length} is too short for {self.max_len} characters")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"--optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
+        if len(set(self.chars)) != len(self.chars):
+            raise ValueError(f"--chars has a repeated character: {self.chars!r}")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add a `--name` option for every hyperparameter, defaulting to the example's value."""
+    group = parser.add_argument_group("hyperparameters")
+    for field in fields(Hyperparams):
+        group.add_argument(f"--{field.name}", *ALIASES.get(field.name, []), type=field.type, default=field.default,
+                           help=f"[default {field.default}]")
+
+
+def from_args(args: argparse.Namespace) -> Hyperparams:
+    """Collect the hyperparameter options of parsed arguments."""
+    return Hyperparams(**{field.name: getattr(args, field.name) for field in fields(Hyperparams)})

@@ -1,0 +1,93 @@
+import os
+
+import cv2
+import numpy as np
+import pytest
+
+from captcha_generator import CaptchaGen, InputError, check_text, encode_label, find_fonts, to_network_input
+from conftest import run_script
+from hyperparameters import Hyperparams
+
+
+def test_network_input_is_80_steps_of_30_pixels_in_unit_range(font):
+    image = CaptchaGen([font], Hyperparams()).image("0089")
+    assert image.shape == (80, 30) and image.dtype == np.float32
+    assert 0.0 <= image.min() < image.max() <= 1.0
+
+
+def test_network_input_is_the_transposed_resized_grayscale(font):
+    hp = Hyperparams()
+    rgb = np.asarray(CaptchaGen([font], hp).render("123"))
+    assert rgb.shape == (60, 160, 3)
+    gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+    expected = cv2.resize(gray, (80, 30)).T
+    assert np.abs(to_network_input(gray, hp).astype(int) - expected).max() == 0
+
+
+def test_random_texts_are_3_or_4_digits(font):
+    gen = CaptchaGen([font], Hyperparams(), seed=1)
+    texts = [gen.random_text() for _ in range(200)]
+    assert {len(t) for t in texts} == {3, 4}
+    assert set("".join(texts)) == set("0123456789")
+
+
+def test_labels_are_classes_shifted_by_one_and_zero_padded():
+    hp = Hyperparams()
+    assert encode_label("0089", hp).tolist() == [1, 1, 9, 10]
+    assert encode_label("507", hp).tolist() == [6, 1, 8, 0]
+
+
+def test_text_outside_alphabet_or_length_is_refused():
+    hp = Hyperparams()
+    with pytest.raises(InputError, match="outside the alphabet"):
+        check_text("12a4", hp)
+    with pytest.raises(InputError, match="3 to 4"):
+        check_text("12345", hp)
+
+
+def test_find_fonts_accepts_a_file_or_folder(font, tmp_path):
+    assert find_fonts(font) == [font]
+    (tmp_path / "b.ttf").write_bytes(open(font, "rb").read())
+    (tmp_path / "a.TTF").write_bytes(open(font, "rb").read())
+    (tmp_path / "notes.txt").write_text("not a font")
+    assert [os.path.basename(p) for p in find_fonts(str(tmp_path))] == ["a.TTF", "b.ttf"]
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda d: str(d / "missing.ttf"), "does not exist"),
+    (lambda d: str(d), "no .ttf font in folder"),
+    (lambda d: (d / "fake.ttf").write_text("hello") and str(d / "fake.ttf"), "is not a TrueType font"),
+])
+def test_find_fonts_refuses_bad_paths(tmp_path, make, message):
+    with pytest.raises(InputError, match=message):
+        find_fonts(make(tmp_path))
+
+
+def test_script_writes_the_given_digits(font, tmp_path):
+    out = tmp_path / "sample.jpg"
+    result = run_script("captcha_generator.py", font, str(out), "--num", "0089")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"Captcha image with digits [0, 0, 8, 9] written to {out}\n"
+    assert cv2.imread(str(out)).shape == (60, 160, 3)
+
+
+def test_script_draws_random_digits(font, tmp_path):
+    out = tmp_path / "sample.png"
+    result = run_script("captcha_generator.py", font, str(out))
+    digits = result.stdout.split("[")[1].split("]")[0].split(", ")
+    assert result.returncode == 0 and len(digits) in (3, 4) and out.exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--num", "12a4"], "outside the alphabet"),
+    (["--num", "12345"], "has 5 characters"),
+])
+def test_script_refuses_bad_digits(font, tmp_path, args, message):
+    result = run_script("captcha_generator.py", font, str(tmp_path / "x.png"), *args)
+    assert result.returncode != 0 and message in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_script_refuses_missing_output_folder(font, tmp_path):
+    result = run_script("captcha_generator.py", font, str(tmp_path / "no" / "x.png"))
+    assert result.returncode != 0 and "does not exist" in result.stderr and "Traceback" not in result.stderr

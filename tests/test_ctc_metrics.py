@@ -1,0 +1,50 @@
+import numpy as np
+import pytest
+
+from ctc_metrics import accuracy, accuracy_lcs, ctc_label, decode, lcs_length, lcs_ratio, remove_blank
+
+
+def test_ctc_label_collapses_repeats_then_drops_blanks():
+    assert ctc_label([0, 1, 1, 0, 1, 9, 9, 0, 10, 0]) == [1, 1, 9, 10]
+    assert ctc_label([3, 3, 3]) == [3]
+    assert ctc_label([0, 0]) == []
+
+
+def test_remove_blank_drops_padding():
+    assert remove_blank([5, 2, 7, 0]) == [5, 2, 7]
+
+
+@pytest.mark.parametrize("a, b, expected", [
+    ([], [], 0),
+    ([1, 2, 3], [], 0),
+    ([1, 2, 3, 4], [1, 2, 3, 4], 4),
+    ([1, 3, 4], [1, 2, 3, 4], 3),
+    ([4, 3, 2, 1], [1, 2, 3, 4], 1),
+    ([2, 1, 2, 1], [1, 2, 1, 2], 3),
+    ([1, 1, 9, 10], [1, 9, 1, 10], 3),
+    ([5, 6, 7], [8, 9], 0),
+])
+def test_lcs_length_on_hand_checked_cases(a, b, expected):
+    assert lcs_length(a, b) == expected
+    assert lcs_length(b, a) == expected
+
+
+def test_lcs_ratio_is_one_only_for_an_exact_match():
+    assert lcs_ratio([1, 2, 3, 4], [1, 2, 3, 4]) == 1.0
+    assert lcs_ratio([1, 2, 3, 4, 4], [1, 2, 3, 4]) == 0.8  # an extra character costs
+    assert lcs_ratio([1, 3, 4], [1, 2, 3, 4]) == 0.75
+    assert lcs_ratio([], [1, 2, 3]) == 0.0
+
+
+def _softmax_for(paths: list[list[int]], classes: int = 11) -> np.ndarray:
+    """A time-major (T * N, classes) one-hot output whose argmax paths are `paths` (N of length T)."""
+    steps = np.array(paths).T  # (T, N)
+    return np.eye(classes)[steps.ravel()]
+
+
+def test_metrics_decode_time_major_batches():
+    pred = _softmax_for([[0, 1, 1, 0, 1, 9], [2, 0, 3, 3, 0, 0], [4, 0, 0, 0, 0, 5]])
+    assert decode(pred, 3) == [[1, 1, 9], [2, 3], [4, 5]]
+    label = np.array([[1, 1, 9, 0], [2, 3, 4, 0], [5, 4, 0, 0]])
+    assert accuracy(label, pred) == pytest.approx(1 / 3)
+    assert accuracy_lcs(label, pred) == pytest.approx((1 + 2 / 3 + 1 / 2) / 3)

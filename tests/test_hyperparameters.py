@@ -1,0 +1,38 @@
+import argparse
+
+import pytest
+
+import hyperparameters
+from hyperparameters import Hyperparams
+
+
+def test_defaults_are_the_examples():
+    hp = Hyperparams()
+    assert (hp.batch_size, hp.train_epoch_size, hp.eval_epoch_size, hp.num_epoch) == (128, 30000, 3000, 100)
+    assert (hp.learning_rate, hp.momentum, hp.seq_length, hp.num_hidden, hp.num_lstm_layer) == (0.001, 0.9, 80, 100, 2)
+    assert (hp.num_label, hp.num_classes, hp.image_width, hp.image_height) == (4, 11, 80, 30)
+
+
+def test_every_field_has_a_command_line_override():
+    parser = argparse.ArgumentParser()
+    hyperparameters.add_arguments(parser)
+    args = parser.parse_args(["--num_epoch", "2", "--train_epoch_size", "1024", "--batch_size", "64",
+                              "--learning_rate", "0.01", "--num_label", "5", "--num_hidden", "50"])
+    hp = hyperparameters.from_args(args)
+    assert (hp.num_epoch, hp.train_epoch_size, hp.batch_size, hp.learning_rate) == (2, 1024, 64, 0.01)
+    assert (hp.num_label, hp.max_len, hp.num_hidden) == (5, 5, 50)
+    assert hyperparameters.from_args(parser.parse_args([])) == Hyperparams()
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"batch_size": 0}, "--batch_size must be positive"),
+    ({"num_epoch": -1}, "--num_epoch must be positive"),
+    ({"learning_rate": 0.0}, "--learning_rate must be positive"),
+    ({"momentum": -0.5}, "--momentum must not be negative"),
+    ({"min_len": 5}, "--min_len 5 exceeds --max_len 4"),
+    ({"seq_length": 8}, "too short"),
+    ({"chars": "0120"}, "repeated character"),
+])
+def test_validate_names_the_bad_setting(changes, message):
+    with pytest.raises(ValueError, match=message):
+        Hyperparams(**changes).validate()

@@ -1,0 +1,57 @@
+import mxnet as mx
+import numpy as np
+import pytest
+
+from hyperparameters import Hyperparams
+from lstm import convert_params, inference_symbol, initial_params, lstm_ocr, network_of
+
+
+def _forward(symbol, params: dict, data: np.ndarray) -> np.ndarray:
+    mod = mx.mod.Module(symbol, data_names=["data"], label_names=None)
+    mod.bind(for_training=False, data_shapes=[("data", data.shape)])
+    mod.set_params(params, {}, allow_missing=False)
+    mod.forward(mx.io.DataBatch(data=[mx.nd.array(data)]), is_train=False)
+    return mod.get_outputs()[0].asnumpy()
+
+
+def _random_unrolled_params(hp: Hyperparams, seed: int) -> dict:
+    params = initial_params(hp, "unrolled", mx.init.Xavier(factor_type="in", magnitude=2.34))
+    rng = np.random.default_rng(seed)
+    return {name: mx.nd.array(value.asnumpy() + rng.normal(scale=0.1, size=value.shape))  # biases too
+            for name, value in params.items()}
+
+
+@pytest.mark.parametrize("hp", [Hyperparams(), Hyperparams(num_hidden=7, num_lstm_layer=3, seq_length=12)])
+def test_fused_and_unrolled_compute_the_same_function(hp):
+    unrolled = _random_unrolled_params(hp, seed=0)
+    fused = convert_params(unrolled, hp, "fused")
+    assert network_of(unrolled) == "unrolled" and network_of(fused) == "fused"
+    data = np.random.default_rng(1).random((5, hp.image_width, hp.image_height)).astype(np.float32)
+    out_unrolled = _forward(lstm_ocr(hp, "unrolled", loss=None), unrolled, data)
+    out_fused = _forward(lstm_ocr(hp, "fused", loss=None), fused, data)
+    assert out_unrolled.shape == (hp.seq_length * 5, hp.num_classes)
+    np.testing.assert_allclose(out_fused, out_unrolled, atol=1e-5)
+
+
+def test_conversion_round_trips_exactly():
+    hp = Hyperparams(num_hidden=9)
+    unrolled = _random_unrolled_params(hp, seed=2)
+    back = convert_params(convert_params(unrolled, hp, "fused"), hp, "unrolled")
+    assert set(back) == set(unrolled)
+    for name in unrolled:
+        np.testing.assert_array_equal(back[name].asnumpy(), unrolled[name].asnumpy())
+
+
+@pytest.mark.parametrize("network", ["fused", "unrolled"])
+@pytest.mark.parametrize("loss", ["ctc", "warpctc"])
+def test_training_symbol_swaps_to_the_inference_softmax(network, loss):
+    hp = Hyperparams(num_hidden=8, seq_length=20)
+    training = lstm_ocr(hp, network, loss)
+    assert "label" in training.list_arguments()
+    inference = inference_symbol(training)
+    assert inference.list_arguments() == lstm_ocr(hp, network, loss=None).list_arguments()
+    assert "label" not in inference.list_arguments()
+    params = initial_params(hp, network, mx.init.Xavier())
+    data = np.random.default_rng(0).random((3, hp.image_width, hp.image_height)).astype(np.float32)
+    probs = _forward(inference, params, data)
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
