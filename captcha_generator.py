@@ -52,6 +52,37 @@ def to_network_input(gray: np.ndarray, hp: Hyperparams) -> np.ndarray:
     return cv2.resize(gray, (hp.image_width, hp.image_height)).transpose(1, 0)
 
 
+def read_gray(path: str) -> np.ndarray:
+    """An image file (any size, color or gray) as a grayscale uint8 array, or InputError."""
+    if not os.path.isfile(path):
+        raise InputError(f"image {path} does not exist")
+    if os.path.getsize(path) == 0:
+        raise InputError(f"image {path} is empty")
+    try:
+        with Image.open(path) as image:
+            return np.asarray(image.convert("L"))
+    except (OSError, Image.DecompressionBombError) as error:
+        reason = "is truncated" if "truncated" in str(error) else "is not a readable image"
+        raise InputError(f"{path} {reason}") from None
+
+
+def write_image(image: Image.Image, path: str) -> None:
+    """Save `image` in the format of `path`'s extension; a temporary file is renamed into place."""
+    image_format = Image.registered_extensions().get(os.path.splitext(path)[1].lower())
+    if image_format is None:
+        raise InputError(f"cannot write {path}: use an image extension such as .jpg or .png")
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise InputError(f"output folder {folder} does not exist")
+    temporary = f"{path}.tmp{os.getpid()}"
+    try:
+        image.save(temporary, format=image_format)
+        os.replace(temporary, path)
+    finally:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+
+
 def to_float(images: np.ndarray) -> np.ndarray:
     """uint8 pixels to float32 in [0, 1]."""
     return images.astype(np.float32) * np.float32(1 / 255)
@@ -117,14 +148,9 @@ def main() -> None:
         text = args.num
         if text is not None:
             check_text(text, hp)
-        folder = os.path.dirname(os.path.abspath(args.output))
-        if not os.path.isdir(folder):
-            raise InputError(f"output folder {folder} does not exist")
         gen = CaptchaGen(fonts, hp)
         text = text if text is not None else gen.random_text()
-        image = cv2.cvtColor(np.asarray(gen.render(text)), cv2.COLOR_RGB2BGR)
-        if not cv2.imwrite(args.output, image):
-            raise InputError(f"cannot write {args.output}: use an image extension such as .jpg or .png")
+        write_image(gen.render(text), args.output)
     except InputError as error:
         exit_with(error)
     print(f"Captcha image with digits {label_digits(text)} written to {args.output}")

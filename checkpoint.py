@@ -20,6 +20,12 @@ class CheckpointError(ValueError):
     """A checkpoint that is missing or unreadable; the message says which and what exists."""
 
 
+def mxnet_reason(error: Exception) -> str:
+    """The one informative line of an MXNet error (its message ends a C++ stack trace)."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return lines[-1].removeprefix("MXNetError: ") if lines else type(error).__name__
+
+
 def params_path(prefix: str, epoch: int) -> str:
     return f"{prefix}-{epoch:04d}.params"
 

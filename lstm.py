@@ -6,12 +6,15 @@ step and layer) and `fused` (one `mx.sym.RNN` op, MKL-DNN on CPU, cuDNN on GPU).
 `convert_params` turns the weights of one into the other's.
 """
 
+import os
+
 import mxnet as mx
 import numpy as np
 
 import warpctc  # noqa: F401  (registers the WarpCTC-compatible custom op)
 from hyperparameters import Hyperparams
 
+os.environ.setdefault("MXNET_SUBGRAPH_VERBOSE", "0")  # no "Subgraph backend MKLDNN is activated" per bind
 NETWORKS = ("fused", "unrolled", "crnn")
 LOSSES = ("ctc", "warpctc")
 FUSED_PARAMS = "lstm_parameters"

@@ -5,14 +5,12 @@
 """
 
 import argparse
-import os
 
-import cv2
 import mxnet as mx
 import numpy as np
 
 import checkpoint
-from captcha_generator import InputError, exit_with, to_float, to_network_input
+from captcha_generator import InputError, exit_with, read_gray, to_float, to_network_input
 from ctc_metrics import decode
 from hyperparameters import DIGITS, Hyperparams
 from lstm import inference_symbol
@@ -27,22 +25,9 @@ def load_module(prefix: str, epoch: int, batch_size: int) -> tuple[mx.mod.Module
         mod.bind(for_training=False, data_shapes=[("data", (batch_size, hp.image_width, hp.image_height))])
         mod.set_params(arg_params, aux_params, allow_missing=False)
     except (mx.base.MXNetError, KeyError, RuntimeError, ValueError) as error:
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise checkpoint.CheckpointError(
-            f"{checkpoint.params_path(prefix, epoch)} does not fit {prefix}-symbol.json: {first_line}") from None
+        raise checkpoint.CheckpointError(f"{checkpoint.params_path(prefix, epoch)} does not fit "
+                                         f"{prefix}-symbol.json: {checkpoint.mxnet_reason(error)}") from None
     return mod, hp
-
-
-def read_image(path: str, hp: Hyperparams) -> np.ndarray:
-    """An image file as the network's (width, height) float32 input; any size, color or gray."""
-    if not os.path.isfile(path):
-        raise InputError(f"image {path} does not exist")
-    if os.path.getsize(path) == 0:
-        raise InputError(f"image {path} is empty")
-    gray = cv2.imread(path, cv2.IMREAD_GRAYSCALE)
-    if gray is None:
-        raise InputError(f"{path} is not a readable image (or is truncated)")
-    return to_float(to_network_input(gray, hp))
 
 
 def predict(mod: mx.mod.Module, images: np.ndarray, hp: Hyperparams) -> list[list[int]]:
@@ -66,8 +51,9 @@ def main() -> None:
     parser.add_argument("--epoch", type=int, default=100, help="checkpoint epoch [default 100]")
     args = parser.parse_args()
     try:
+        gray = read_gray(args.image)
         mod, hp = load_module(args.prefix, args.epoch, batch_size=1)
-        image = read_image(args.image, hp)
+        image = to_float(to_network_input(gray, hp))
         print(format_text(predict(mod, image[None], hp)[0], hp))
     except (InputError, checkpoint.CheckpointError) as error:
         exit_with(error)

@@ -21,9 +21,9 @@ import ctc_metrics
 import hyperparameters
 from captcha_generator import InputError, exit_with, find_fonts
 from hyperparameters import Hyperparams
-from lstm import LOSSES, NETWORKS, initial_params, lstm_ocr
+from lstm import LOSSES, NETWORKS, initial_params, lstm_ocr, network_of
 from multiproc_data import MPData, WorkerDied
-from ocr_iter import OCRIter, fixed_iter
+from ocr_iter import OCRIter, data_descs, fixed_iter
 
 BLOCK_SIZE = 32  # samples a worker generates per hand-over
 LOG_EVERY = 50  # batches between speed lines, as the example
@@ -46,6 +46,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="samples in the reused training pool; 0 = every sample fresh, as the "
                              "example (the trainer then waits for the generators) [default 8192]")
     parser.add_argument("--seed", type=int, default=None, help="random seed for reproducible runs")
+    parser.add_argument("--load_epoch", type=int, default=0,
+                        help="resume from checkpoint PREFIX-%%04d.params (and .states) of this epoch")
     hyperparameters.add_arguments(parser)
     return parser.parse_args(argv)
 
@@ -59,8 +61,11 @@ def check_args(args: argparse.Namespace, hp: Hyperparams) -> None:
     for name in ("cpu", "num_proc"):
         if getattr(args, name) <= 0:
             raise InputError(f"--{name} must be positive, got {getattr(args, name)}")
-    if args.gpu < 0 or args.pool_size < 0:
-        raise InputError("--gpu and --pool_size must not be negative")
+    for name in ("gpu", "pool_size", "load_epoch"):
+        if getattr(args, name) < 0:
+            raise InputError(f"--{name} must not be negative, got {getattr(args, name)}")
+    if args.load_epoch >= hp.num_epoch:
+        raise InputError(f"--load_epoch {args.load_epoch} leaves nothing to train: --num_epoch is {hp.num_epoch}")
     try:
         hp.validate()
     except ValueError as error:
@@ -99,11 +104,11 @@ class BatchLogger:
         self.tic = time.time()
 
 
-def fit(mod: mx.mod.Module, train_iter: OCRIter, val_iter, hp: Hyperparams, prefix: str) -> None:
+def fit(mod: mx.mod.Module, train_iter: OCRIter, val_iter, hp: Hyperparams, prefix: str, begin_epoch: int) -> None:
     """The example's training loop (Module.fit's), checkpointing every epoch."""
     metric = mx.metric.np(ctc_metrics.accuracy, allow_extra_outputs=True)
     log_batch = BatchLogger(hp.batch_size, LOG_EVERY)
-    for epoch in range(hp.num_epoch):
+    for epoch in range(begin_epoch, hp.num_epoch):
         tic = time.time()
         metric.reset()
         train_iter.reset()
@@ -133,10 +138,41 @@ def optimizer_params(hp: Hyperparams) -> dict:
     return params
 
 
+def build_module(args: argparse.Namespace, hp: Hyperparams) -> mx.mod.Module:
+    """The bound Module with fresh weights, or with checkpoint `--load_epoch` and its optimizer state."""
+    mod = mx.mod.Module(lstm_ocr(hp, args.network, args.loss), data_names=["data"], label_names=["label"],
+                        context=contexts(args))
+    provide_data, provide_label = data_descs(hp)
+    mod.bind(data_shapes=provide_data, label_shapes=provide_label)
+    initializer = mx.init.Xavier(factor_type="in", magnitude=2.34)
+    if not args.load_epoch:
+        mod.init_params(initializer, arg_params=initial_params(hp, args.network, initializer), allow_missing=True)
+        mod.init_optimizer(optimizer=hp.optimizer, optimizer_params=optimizer_params(hp))
+        return mod
+    _, arg_params, aux_params = checkpoint.load(args.prefix, args.load_epoch)
+    if network_of(arg_params) != args.network:
+        raise InputError(f"checkpoint {args.prefix} epoch {args.load_epoch} is a {network_of(arg_params)} "
+                         f"network: resume with --network {network_of(arg_params)}")
+    try:
+        mod.init_params(arg_params=arg_params, aux_params=aux_params, allow_missing=False)
+    except (mx.base.MXNetError, RuntimeError, ValueError) as error:
+        raise InputError(f"checkpoint {args.prefix} epoch {args.load_epoch} does not fit the network of "
+                         f"these options ({checkpoint.mxnet_reason(error)})") from None
+    mod.init_optimizer(optimizer=hp.optimizer, optimizer_params=optimizer_params(hp))
+    states = checkpoint.states_path(args.prefix, args.load_epoch)
+    if os.path.isfile(states):
+        mod.load_optimizer_states(states)
+    else:
+        logging.warning("No optimizer state %s: the optimizer starts afresh", states)
+    logging.info("Resuming from %s", checkpoint.params_path(args.prefix, args.load_epoch))
+    return mod
+
+
 def train(args: argparse.Namespace, hp: Hyperparams, fonts: list[str]) -> None:
-    """Start the generators, build the module, and fit; the generators are always stopped."""
+    """Build the module, start the generators, and fit; the generators are always stopped."""
     if args.seed is not None:
         mx.random.seed(args.seed)
+    mod = build_module(args, hp)
     block_size = BLOCK_SIZE if args.pool_size else hp.batch_size
     pool_blocks = max(1, args.pool_size // block_size)
     with MPData(args.num_proc, fonts, hp, block_size, pool_blocks, args.seed) as data:
@@ -154,12 +190,7 @@ def train(args: argparse.Namespace, hp: Hyperparams, fonts: list[str]) -> None:
             return data.sample(batch_size) if args.pool_size else data.take_block()
 
         train_iter = OCRIter(hp.train_epoch_size, hp, next_batch)
-        symbol = lstm_ocr(hp, args.network, args.loss)
-        mod = mx.mod.Module(symbol, data_names=["data"], label_names=["label"], context=contexts(args))
-        mod.bind(data_shapes=train_iter.provide_data, label_shapes=train_iter.provide_label)
-        mod.init_params(arg_params=initial_params(hp, args.network, mx.init.Xavier(factor_type="in", magnitude=2.34)))
-        mod.init_optimizer(optimizer=hp.optimizer, optimizer_params=optimizer_params(hp))
-        fit(mod, train_iter, val_iter, hp, args.prefix)
+        fit(mod, train_iter, val_iter, hp, args.prefix, begin_epoch=args.load_epoch)
 
 
 def _raise_interrupted(signum, frame) -> None:
@@ -179,6 +210,8 @@ def main(argv: list[str] | None = None) -> None:
     signal.signal(signal.SIGTERM, _raise_interrupted)
     try:
         train(args, hp, fonts)
+    except (InputError, checkpoint.CheckpointError) as error:
+        exit_with(error)
     except Interrupted as signal_name:
         epochs = checkpoint.saved_epochs(args.prefix)
         last = checkpoint.params_path(args.prefix, epochs[-1]) if epochs else "none"

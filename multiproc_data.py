@@ -100,6 +100,11 @@ class MPData:
         for worker in self.workers:
             worker.start()
 
+    def _check_workers(self) -> None:
+        dead = [w.name for w in self.workers if not w.is_alive()]
+        if dead:
+            raise WorkerDied(f"data generator process {', '.join(dead)} died; stopping")
+
     def _next_filled(self, block: bool) -> int | None:
         """Index of a newly filled block; waits for one if `block`, checking the workers live."""
         while True:
@@ -108,9 +113,7 @@ class MPData:
             except queue.Empty:
                 if not block:
                     return None
-                dead = [w.name for w in self.workers if not w.is_alive()]
-                if dead:
-                    raise WorkerDied(f"data generator process {', '.join(dead)} died; stopping") from None
+                self._check_workers()
 
     def take_block(self) -> tuple[np.ndarray, np.ndarray]:
         """A copy of one newly filled block, which never enters the pool (fresh, unseen samples)."""
@@ -126,6 +129,7 @@ class MPData:
 
     def sample(self, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
         """A random batch from the pool, after taking in any newly filled blocks."""
+        self._check_workers()  # a pool would otherwise go stale unnoticed
         self.fill()
         while (index := self._next_filled(block=False)) is not None:
             self.pool.append(index)

@@ -11,6 +11,12 @@ from hyperparameters import Hyperparams
 Batch = tuple[np.ndarray, np.ndarray]  # uint8 images (N, width, height), int32 labels (N, num_label)
 
 
+def data_descs(hp: Hyperparams) -> tuple[list[mx.io.DataDesc], list[mx.io.DataDesc]]:
+    """What a batch holds: `data` (N, width, height) and `label` (N, num_label)."""
+    return ([mx.io.DataDesc("data", (hp.batch_size, hp.image_width, hp.image_height))],
+            [mx.io.DataDesc("label", (hp.batch_size, hp.num_label))])
+
+
 class OCRIter(mx.io.DataIter):
     """`count` samples an epoch, in batches drawn from `next_batch` (for example `MPData.sample`)."""
 
@@ -18,8 +24,7 @@ class OCRIter(mx.io.DataIter):
         super().__init__(hp.batch_size)
         self.num_batches = count // hp.batch_size
         self.next_batch = next_batch
-        self.provide_data = [mx.io.DataDesc("data", (hp.batch_size, hp.image_width, hp.image_height))]
-        self.provide_label = [mx.io.DataDesc("label", (hp.batch_size, hp.num_label))]
+        self.provide_data, self.provide_label = data_descs(hp)
         self.served = 0
 
     def reset(self) -> None:

@@ -43,3 +43,29 @@ def test_gpu_on_a_cpu_only_build_is_one_clear_line(font, tmp_path):
     result = run_script("lstm_ocr_train.py", "--gpu", "1", "--prefix", str(tmp_path / "ocr"), font)
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1 and "CUDA" in result.stderr and "mxnet-cu" in result.stderr
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--loss", "foo"], ["--loss must be one of ctc, warpctc"]),
+    (["--network", "gru"], ["--network must be one of"]),
+    (["--batch_size", "0"], ["--batch_size must be positive"]),
+    (["--num_epoch", "-1"], ["--num_epoch must be positive"]),
+    (["--num_proc", "0"], ["--num_proc must be positive"]),
+    (["--prefix", "/nonexistent/dir/ocr"], ["checkpoint folder", "does not exist"]),
+    (["--load_epoch", "3"], ["no checkpoint", "no checkpoint has prefix"]),
+])
+def test_bad_options_are_one_clear_line(font, tmp_path, args, words):
+    result = run_script("lstm_ocr_train.py", "--prefix", str(tmp_path / "ocr"), *args, font)
+    assert result.returncode == 2 and result.stderr.startswith("error: ") and result.stderr.count("\n") == 1, \
+        result.stderr
+    for word in words:
+        assert word in result.stderr
+
+
+def test_bad_font_paths_are_one_clear_line(tmp_path):
+    (tmp_path / "fake.ttf").write_text("not a font")
+    (tmp_path / "empty").mkdir()
+    for path, word in [(tmp_path / "missing.ttf", "does not exist"), (tmp_path / "empty", "no .ttf font"),
+                       (tmp_path / "fake.ttf", "not a TrueType font")]:
+        result = run_script("lstm_ocr_train.py", "--prefix", str(tmp_path / "ocr"), str(path))
+        assert result.returncode == 2 and result.stderr.count("\n") == 1 and word in result.stderr, result.stderr

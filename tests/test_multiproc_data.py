@@ -34,7 +34,8 @@ def test_fresh_blocks_are_never_repeated(font):
 
 
 def test_a_killed_worker_is_reported_instead_of_waited_for(font):
-    with MPData(1, [font], Hyperparams(), block_size=4, pool_blocks=50, seed=2) as data:
+    with MPData(1, [font], Hyperparams(), block_size=4, pool_blocks=1, seed=2) as data:
+        data.sample(4)
         os.kill(data.workers[0].pid, signal.SIGKILL)
         data.workers[0].join()
         with pytest.raises(WorkerDied, match="died"):

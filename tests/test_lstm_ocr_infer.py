@@ -1,0 +1,90 @@
+"""The inference script: the example's output line, and a clear one-line error for every bad input."""
+
+import os
+import shutil
+
+import mxnet as mx
+import pytest
+from PIL import Image
+
+import checkpoint
+from captcha_generator import CaptchaGen
+from conftest import run_script
+from hyperparameters import Hyperparams
+from lstm import initial_params, lstm_ocr
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory) -> str:
+    """An untrained fused checkpoint at epoch 3 (its predictions are arbitrary digits)."""
+    hp = Hyperparams(num_hidden=16)
+    prefix = str(tmp_path_factory.mktemp("model") / "ocr")
+    checkpoint.save(prefix, 3, lstm_ocr(hp, "fused", "ctc"), initial_params(hp, "fused", mx.init.Xavier()), {}, hp)
+    return prefix
+
+
+@pytest.fixture(scope="module")
+def sample(tmp_path_factory) -> str:
+    import captcha
+    font = os.path.join(os.path.dirname(captcha.__file__), "data", "DroidSansMono.ttf")
+    path = str(tmp_path_factory.mktemp("images") / "sample.png")
+    CaptchaGen([font], Hyperparams()).render("0089").save(path)
+    return path
+
+
+def _one_line_error(result, *words: str) -> None:
+    assert result.returncode != 0 and result.stdout == ""
+    assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    for word in words:
+        assert word in result.stderr
+
+
+def test_prints_the_examples_digits_line(model, sample):
+    result = run_script("lstm_ocr_infer.py", "--prefix", model, "--epoch", "3", sample)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("Digits: [") and result.stdout.endswith("]\n")
+
+
+def test_color_images_of_other_sizes_are_resized(model, sample, tmp_path):
+    big = tmp_path / "big.jpg"
+    Image.open(sample).resize((400, 90)).save(big)
+    gray = tmp_path / "gray.png"
+    Image.open(sample).convert("L").save(gray)
+    for path in (big, gray):
+        result = run_script("lstm_ocr_infer.py", "--prefix", model, "--epoch", "3", str(path))
+        assert result.returncode == 0 and result.stdout.startswith("Digits: ["), result.stderr
+
+
+def test_bad_images(model, sample, tmp_path):
+    (tmp_path / "empty.png").write_bytes(b"")
+    (tmp_path / "text.jpg").write_text("not an image")
+    data = open(sample, "rb").read()
+    jpeg = tmp_path / "whole.jpg"
+    Image.open(sample).save(jpeg)
+    (tmp_path / "cut.jpg").write_bytes(jpeg.read_bytes()[: len(jpeg.read_bytes()) // 2])
+    (tmp_path / "cut.png").write_bytes(data[: len(data) // 2])
+    for name, words in [("missing.png", ["does not exist"]), ("empty.png", ["empty"]),
+                        ("text.jpg", ["not a readable image"]), ("cut.jpg", ["truncated"]),
+                        ("cut.png", ["cut.png"])]:
+        _one_line_error(run_script("lstm_ocr_infer.py", "--prefix", model, "--epoch", "3", str(tmp_path / name)),
+                        *words)
+
+
+def test_missing_checkpoint_lists_the_saved_epochs(model, sample):
+    _one_line_error(run_script("lstm_ocr_infer.py", "--prefix", model, "--epoch", "7", sample),
+                    "ocr-0007.params", "saved epochs: 3")
+    _one_line_error(run_script("lstm_ocr_infer.py", "--prefix", model + "x", "--epoch", "3", sample),
+                    "no checkpoint has prefix")
+
+
+def test_corrupt_or_mismatched_params(model, sample, tmp_path):
+    prefix = str(tmp_path / "ocr")
+    shutil.copy(model + "-symbol.json", prefix + "-symbol.json")
+    data = open(checkpoint.params_path(model, 3), "rb").read()
+    open(checkpoint.params_path(prefix, 1), "wb").write(data[:100])
+    _one_line_error(run_script("lstm_ocr_infer.py", "--prefix", prefix, "--epoch", "1", sample), "corrupt")
+    other = Hyperparams(num_hidden=8)  # a params file of another network size
+    mx.nd.save(checkpoint.params_path(prefix, 2),
+               {f"arg:{k}": v for k, v in initial_params(other, "fused", mx.init.Xavier()).items()})
+    _one_line_error(run_script("lstm_ocr_infer.py", "--prefix", prefix, "--epoch", "2", sample), "does not fit")
