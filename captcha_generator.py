@@ -131,6 +131,20 @@ class CaptchaGen:
         return to_float(self.image_u8(text))
 
 
+def write_labelled(gen: CaptchaGen, count: int, folder: str) -> None:
+    """`count` random captchas in `folder` (created if needed), named NNNN_TEXT.png."""
+    if count <= 0:
+        raise InputError(f"--count must be positive, got {count}")
+    parent = os.path.dirname(os.path.abspath(folder))
+    if not os.path.isdir(parent):
+        raise InputError(f"folder {parent} does not exist")
+    os.makedirs(folder, exist_ok=True)
+    width = max(4, len(str(count - 1)))
+    for index in range(count):
+        text = gen.random_text()
+        write_image(gen.render(text), os.path.join(folder, f"{index:0{width}d}_{text}.png"))
+
+
 def label_digits(text: str) -> list[int]:
     """The example's way of printing a digit text: as a list of ints."""
     return [int(c) for c in text]
@@ -139,8 +153,10 @@ def label_digits(text: str) -> list[int]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("font_path", help="a .ttf file, or a folder of them (one is picked per character)")
-    parser.add_argument("output", help="image file to write (.jpg, .png, ...)")
+    parser.add_argument("output", help="image file to write (.jpg, .png, ...); with --count, a folder")
     parser.add_argument("--num", help="digits to draw [default: 3 or 4 random digits]")
+    parser.add_argument("--count", type=int, help="write this many labelled images NNNN_DIGITS.png into OUTPUT")
+    parser.add_argument("--seed", type=int, help="seed of the random digits (the noise stays random)")
     args = parser.parse_args()
     hp = Hyperparams(chars=DIGITS)
     try:
@@ -148,7 +164,11 @@ def main() -> None:
         text = args.num
         if text is not None:
             check_text(text, hp)
-        gen = CaptchaGen(fonts, hp)
+        gen = CaptchaGen(fonts, hp, args.seed)
+        if args.count is not None:
+            write_labelled(gen, args.count, args.output)
+            print(f"{args.count} labelled captcha images written to {args.output}")
+            return
         text = text if text is not None else gen.random_text()
         write_image(gen.render(text), args.output)
     except InputError as error:

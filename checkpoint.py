@@ -38,7 +38,7 @@ def meta_path(prefix: str) -> str:
     return f"{prefix}-meta.json"
 
 
-def _write_atomically(path: str, write: Callable[[str], None]) -> None:
+def write_atomically(path: str, write: Callable[[str], None]) -> None:
     temporary = f"{path}.tmp{os.getpid()}"
     try:
         write(temporary)
@@ -48,7 +48,7 @@ def _write_atomically(path: str, write: Callable[[str], None]) -> None:
             os.remove(temporary)
 
 
-def _write_text(text: str) -> Callable[[str], None]:
+def write_text(text: str) -> Callable[[str], None]:
     def write(path: str) -> None:
         with open(path, "w") as file:
             file.write(text)
@@ -58,12 +58,12 @@ def _write_text(text: str) -> Callable[[str], None]:
 def save(prefix: str, epoch: int, symbol, arg_params: dict, aux_params: dict, hp: Hyperparams,
          save_states: Callable[[str], None] | None = None) -> None:
     """Write the symbol, hyperparameters, parameters and (if given) optimizer states of `epoch`."""
-    _write_atomically(f"{prefix}-symbol.json", symbol.save)
-    _write_atomically(meta_path(prefix), _write_text(json.dumps(asdict(hp), indent=1)))
+    write_atomically(f"{prefix}-symbol.json", symbol.save)
+    write_atomically(meta_path(prefix), write_text(json.dumps(asdict(hp), indent=1)))
     if save_states is not None:
-        _write_atomically(states_path(prefix, epoch), save_states)
+        write_atomically(states_path(prefix, epoch), save_states)
     params = {f"arg:{k}": v for k, v in arg_params.items()} | {f"aux:{k}": v for k, v in aux_params.items()}
-    _write_atomically(params_path(prefix, epoch), lambda path: mx.nd.save(path, params))
+    write_atomically(params_path(prefix, epoch), lambda path: mx.nd.save(path, params))
     logging.info('Saved checkpoint to "%s"', params_path(prefix, epoch))
 
 

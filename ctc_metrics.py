@@ -1,8 +1,10 @@
-"""Accuracy of CTC predictions: whole-sequence accuracy and an LCS-ratio accuracy."""
+"""Accuracy of CTC predictions (whole-sequence and LCS-ratio), and the CTC loss as a metric."""
 
+import mxnet as mx
 import numpy as np
 
 from hyperparameters import BLANK
+from warpctc import ctc_loss_and_grad
 
 
 def ctc_label(path: list[int]) -> list[int]:
@@ -51,3 +53,25 @@ def accuracy_lcs(label: np.ndarray, pred: np.ndarray) -> float:
     """Mean LCS ratio of decoded sequence and label."""
     pairs = _pairs(label, pred)
     return sum(lcs_ratio(p, lab) for p, lab in pairs) / len(pairs)
+
+
+class CtcLoss(mx.metric.EvalMetric):
+    """Mean CTC loss per sample: the loss output of `--loss ctc`, or computed from the softmax
+    (WarpCTC has no loss output)."""
+
+    def __init__(self):
+        super().__init__("loss", has_global_stats=True)
+
+    def update(self, labels: list, preds: list) -> None:
+        label = labels[0].asnumpy().astype(np.int64)
+        if len(preds) > 1:
+            losses = preds[1].asnumpy()
+        else:
+            softmax = preds[0].asnumpy()
+            steps = len(softmax) // len(label)
+            log_probs = np.log(np.maximum(softmax, 1e-30)).reshape(steps, len(label), -1)
+            losses, _ = ctc_loss_and_grad(log_probs, label)
+        for name in ("sum_metric", "global_sum_metric"):
+            setattr(self, name, getattr(self, name) + float(losses.sum()))
+        for name in ("num_inst", "global_num_inst"):
+            setattr(self, name, getattr(self, name) + len(losses))

@@ -9,6 +9,13 @@ RENDER_SCALE = 2  # captchas are drawn at twice the network's image size, then s
 ALIASES = {"max_len": ["--num_label"]}  # the example's name for the label length
 NON_NEGATIVE = ("momentum", "wd", "clip_gradient")  # 0 turns these off; every other number must be positive
 OPTIMIZERS = ("sgd", "adam")
+# Named sets of defaults (`--recipe`); explicit options still override them. "fast" escapes the CTC
+# plateau within the first epoch: a convolutional front end, a bidirectional LSTM, Adam.
+RECIPES = {
+    "example": {},
+    "fast": {"network": "crnn", "optimizer": "adam", "learning_rate": 0.001, "batch_size": 64,
+             "num_lstm_layer": 1, "train_epoch_size": 19200, "num_epoch": 12},
+}
 
 
 @dataclass

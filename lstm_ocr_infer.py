@@ -2,18 +2,25 @@
 
     python lstm_ocr_infer.py --prefix ocr --epoch 100 sample.jpg
     Digits: [0, 0, 8, 9]
+
+Several images or folders print one line per image, `PATH Digits: [...]`, and, when every file name
+ends in `_TEXT` (as `captcha_generator.py --count` writes them), a last line with the accuracy.
 """
 
 import argparse
+import os
 
 import mxnet as mx
 import numpy as np
+from PIL import Image
 
 import checkpoint
 from captcha_generator import InputError, exit_with, read_gray, to_float, to_network_input
-from ctc_metrics import decode
+from ctc_metrics import decode, lcs_ratio
 from hyperparameters import DIGITS, Hyperparams
 from lstm import inference_symbol
+
+BATCH_SIZE = 256  # images per forward pass when reading many
 
 
 def load_module(prefix: str, epoch: int, batch_size: int) -> tuple[mx.mod.Module, Hyperparams]:
@@ -30,33 +37,80 @@ def load_module(prefix: str, epoch: int, batch_size: int) -> tuple[mx.mod.Module
     return mod, hp
 
 
-def predict(mod: mx.mod.Module, images: np.ndarray, hp: Hyperparams) -> list[list[int]]:
+def predict(mod: mx.mod.Module, images: np.ndarray) -> list[list[int]]:
     """Greedy CTC decoding of a batch of network inputs, as class indices without blanks."""
     mod.forward(mx.io.DataBatch(data=[mx.nd.array(images)]), is_train=False)
     return decode(mod.get_outputs()[0].asnumpy(), len(images))
 
 
-def format_text(classes: list[int], hp: Hyperparams) -> str:
+def to_text(classes: list[int], hp: Hyperparams) -> str:
+    """Class indices (1-based characters, no blanks) as text."""
+    return "".join(hp.chars[c - 1] for c in classes)
+
+
+def format_text(text: str, hp: Hyperparams) -> str:
     """The example's `Digits: [0, 0, 8, 9]` for digit models; `Text: a7k2` for other alphabets."""
-    text = "".join(hp.chars[c - 1] for c in classes)
     if hp.chars == DIGITS:
         return f"Digits: {[int(c) for c in text]}"
     return f"Text: {text}"
 
 
+def image_paths(paths: list[str]) -> list[str]:
+    """The given files, and the image files (by extension) of the given folders, sorted."""
+    extensions = set(Image.registered_extensions())
+    found = []
+    for path in paths:
+        if os.path.isdir(path):
+            found += sorted(os.path.join(path, name) for name in os.listdir(path)
+                            if os.path.splitext(name)[1].lower() in extensions)
+        else:
+            found.append(path)
+    if not found:
+        raise InputError(f"no image files in {', '.join(paths)}")
+    return found
+
+
+def label_of(path: str, hp: Hyperparams) -> str | None:
+    """The text in a file name that ends in `_TEXT` (e.g. `0042_0089.png`), if it is one the model reads."""
+    stem = os.path.splitext(os.path.basename(path))[0]
+    text = stem.rsplit("_", 1)[-1] if "_" in stem else ""
+    if hp.min_len <= len(text) <= hp.max_len and set(text) <= set(hp.chars):
+        return text
+    return None
+
+
+def read_all(paths: list[str], prefix: str, epoch: int) -> tuple[list[str], Hyperparams]:
+    """The texts of the images at `paths`, read in batches, and the model's hyperparameters."""
+    grays = [read_gray(path) for path in paths]  # every image is checked before any output
+    mod, hp = load_module(prefix, epoch, batch_size=min(BATCH_SIZE, len(grays)))
+    texts = []
+    for start in range(0, len(grays), BATCH_SIZE):
+        batch = np.stack([to_float(to_network_input(g, hp)) for g in grays[start:start + BATCH_SIZE]])
+        texts += [to_text(classes, hp) for classes in predict(mod, batch)]
+    return texts, hp
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("image", help="CAPTCHA image file")
+    parser.add_argument("images", nargs="+", help="CAPTCHA image files, or folders of them")
     parser.add_argument("--prefix", default="ocr", help="checkpoint prefix [default ocr]")
     parser.add_argument("--epoch", type=int, default=100, help="checkpoint epoch [default 100]")
     args = parser.parse_args()
     try:
-        gray = read_gray(args.image)
-        mod, hp = load_module(args.prefix, args.epoch, batch_size=1)
-        image = to_float(to_network_input(gray, hp))
-        print(format_text(predict(mod, image[None], hp)[0], hp))
+        paths = image_paths(args.images)
+        texts, hp = read_all(paths, args.prefix, args.epoch)
     except (InputError, checkpoint.CheckpointError) as error:
         exit_with(error)
+    if len(args.images) == 1 and paths == args.images:  # one image: exactly the example's output
+        print(format_text(texts[0], hp))
+        return
+    for path, text in zip(paths, texts, strict=True):
+        print(path, format_text(text, hp))
+    labels = [label_of(path, hp) for path in paths]
+    if all(label is not None for label in labels):
+        exact = sum(text == label for text, label in zip(texts, labels, strict=True)) / len(paths)
+        lcs = sum(lcs_ratio(list(text), list(label)) for text, label in zip(texts, labels, strict=True)) / len(paths)
+        print(f"accuracy={exact:.4f} lcs_accuracy={lcs:.4f} images={len(paths)}")
 
 
 if __name__ == "__main__":

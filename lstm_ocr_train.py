@@ -19,8 +19,9 @@ import numpy as np
 import checkpoint
 import ctc_metrics
 import hyperparameters
+import training_curves
 from captcha_generator import InputError, exit_with, find_fonts
-from hyperparameters import Hyperparams
+from hyperparameters import RECIPES, Hyperparams
 from lstm import LOSSES, NETWORKS, initial_params, lstm_ocr, network_of
 from multiproc_data import MPData, WorkerDied
 from ocr_iter import OCRIter, data_descs, fixed_iter
@@ -34,7 +35,10 @@ class Interrupted(Exception):
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The options; those of `--recipe` become the defaults, which explicit options override."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--recipe", default="example",
+                        help=f"a set of defaults: {', '.join(RECIPES)} (see hyperparameters.py) [default example]")
     parser.add_argument("font_path", help="a .ttf font file, or a folder of them")
     parser.add_argument("--gpu", type=int, default=0, help="number of GPUs to train on [default 0]")
     parser.add_argument("--cpu", type=int, default=1, help="number of CPU contexts, when --gpu is 0 [default 1]")
@@ -49,6 +53,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--load_epoch", type=int, default=0,
                         help="resume from checkpoint PREFIX-%%04d.params (and .states) of this epoch")
     hyperparameters.add_arguments(parser)
+    args = parser.parse_args(argv)
+    if args.recipe not in RECIPES:
+        raise InputError(f"--recipe must be one of {', '.join(RECIPES)}, got {args.recipe!r}")
+    parser.set_defaults(**RECIPES[args.recipe])
     return parser.parse_args(argv)
 
 
@@ -105,9 +113,13 @@ class BatchLogger:
 
 
 def fit(mod: mx.mod.Module, train_iter: OCRIter, val_iter, hp: Hyperparams, prefix: str, begin_epoch: int) -> None:
-    """The example's training loop (Module.fit's), checkpointing every epoch."""
-    metric = mx.metric.np(ctc_metrics.accuracy, allow_extra_outputs=True)
+    """The example's training loop (Module.fit's): log, checkpoint and validate every epoch, and
+    keep the history and its curves beside the checkpoints."""
+    metric = mx.metric.CompositeEvalMetric([mx.metric.np(ctc_metrics.accuracy, allow_extra_outputs=True),
+                                            ctc_metrics.CtcLoss()])
     log_batch = BatchLogger(hp.batch_size, LOG_EVERY)
+    history = training_curves.load(prefix, begin_epoch)
+    samples, seconds = (history[-1].samples, history[-1].seconds) if history else (0, 0.0)
     for epoch in range(begin_epoch, hp.num_epoch):
         tic = time.time()
         metric.reset()
@@ -118,14 +130,21 @@ def fit(mod: mx.mod.Module, train_iter: OCRIter, val_iter, hp: Hyperparams, pref
             mod.update()
             mod.update_metric(metric, batch.label)
             log_batch(epoch, batch_number, metric)
-        for name, value in metric.get_global_name_value():
+        train_scores = dict(metric.get_global_name_value())
+        for name, value in train_scores.items():
             logging.info("Epoch[%d] Train-%s=%f", epoch, name, value)
         logging.info("Epoch[%d] Time cost=%.3f", epoch, time.time() - tic)
+        samples += train_iter.num_batches * hp.batch_size
+        seconds += time.time() - tic
         arg_params, aux_params = mod.get_params()
-        checkpoint.save(prefix, epoch + 1, mod.symbol, arg_params, aux_params, hp,
-                        mod.save_optimizer_states)
-        for name, value in mod.score(val_iter, metric):
+        checkpoint.save(prefix, epoch + 1, mod.symbol, arg_params, aux_params, hp, mod.save_optimizer_states)
+        val_scores = dict(mod.score(val_iter, metric))
+        for name, value in val_scores.items():
             logging.info("Epoch[%d] Validation-%s=%f", epoch, name, value)
+        history.append(training_curves.EpochRecord(
+            epoch + 1, samples, seconds, train_scores["accuracy"], train_scores["loss"],
+            val_scores["accuracy"], val_scores["loss"]))
+        training_curves.save(prefix, history)
 
 
 def optimizer_params(hp: Hyperparams) -> dict:
@@ -198,7 +217,10 @@ def _raise_interrupted(signum, frame) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = parse_args(argv)
+    try:
+        args = parse_args(argv)
+    except InputError as error:
+        exit_with(error)
     hp = hyperparameters.from_args(args)
     logging.basicConfig(level=logging.INFO, format="%(asctime)-15s %(message)s")
     try:

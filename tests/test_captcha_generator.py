@@ -91,3 +91,19 @@ def test_script_refuses_bad_digits(font, tmp_path, args, message):
 def test_script_refuses_missing_output_folder(font, tmp_path):
     result = run_script("captcha_generator.py", font, str(tmp_path / "no" / "x.png"))
     assert result.returncode != 0 and "does not exist" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_count_writes_labelled_images(font, tmp_path):
+    folder = tmp_path / "set"
+    result = run_script("captcha_generator.py", "--count", "5", font, str(folder))
+    assert result.returncode == 0, result.stderr
+    names = sorted(os.listdir(folder))
+    assert len(names) == 5 and [n[:5] for n in names] == ["0000_", "0001_", "0002_", "0003_", "0004_"]
+    for name in names:
+        digits = name[5:-4]
+        assert name.endswith(".png") and digits.isdigit() and len(digits) in (3, 4)
+
+
+def test_count_must_be_positive(font, tmp_path):
+    result = run_script("captcha_generator.py", "--count", "0", font, str(tmp_path / "set"))
+    assert result.returncode == 2 and "--count must be positive" in result.stderr

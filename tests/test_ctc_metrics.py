@@ -48,3 +48,21 @@ def test_metrics_decode_time_major_batches():
     label = np.array([[1, 1, 9, 0], [2, 3, 4, 0], [5, 4, 0, 0]])
     assert accuracy(label, pred) == pytest.approx(1 / 3)
     assert accuracy_lcs(label, pred) == pytest.approx((1 + 2 / 3 + 1 / 2) / 3)
+
+
+def test_ctc_loss_metric_is_the_same_from_the_loss_output_or_the_softmax():
+    import mxnet as mx
+
+    from ctc_metrics import CtcLoss
+    from warpctc import ctc_loss_and_grad, log_softmax
+
+    rng = np.random.default_rng(0)
+    acts = rng.normal(size=(20, 3, 11))
+    label = np.array([[1, 2, 3, 0], [4, 4, 5, 6], [7, 8, 9, 0]])
+    losses, _ = ctc_loss_and_grad(acts, label)
+    softmax = np.exp(log_softmax(acts)).reshape(60, 11)
+    from_output, from_softmax = CtcLoss(), CtcLoss()
+    from_output.update([mx.nd.array(label)], [mx.nd.array(softmax), mx.nd.array(losses)])
+    from_softmax.update([mx.nd.array(label)], [mx.nd.array(softmax)])
+    assert from_output.get() == ("loss", pytest.approx(losses.mean(), rel=1e-5))
+    assert from_softmax.get() == ("loss", pytest.approx(losses.mean(), rel=1e-4))

@@ -88,3 +88,33 @@ def test_corrupt_or_mismatched_params(model, sample, tmp_path):
     mx.nd.save(checkpoint.params_path(prefix, 2),
                {f"arg:{k}": v for k, v in initial_params(other, "fused", mx.init.Xavier()).items()})
     _one_line_error(run_script("lstm_ocr_infer.py", "--prefix", prefix, "--epoch", "2", sample), "does not fit")
+
+
+def test_many_images_and_folders_print_paths_and_accuracy(model, tmp_path, font):
+    folder = tmp_path / "set"
+    result = run_script("captcha_generator.py", "--count", "12", "--seed", "1", font, str(folder))
+    assert result.returncode == 0, result.stderr
+    result = run_script("lstm_ocr_infer.py", "--prefix", model, "--epoch", "3", str(folder))
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert len(lines) == 13
+    names = sorted(os.listdir(folder))
+    for line, name in zip(lines, names, strict=False):
+        assert line.startswith(f"{folder / name} Digits: [")
+    assert lines[-1].startswith("accuracy=") and lines[-1].endswith(" images=12")
+    accuracy = float(lines[-1].split()[0].split("=")[1])
+    lcs = float(lines[-1].split()[1].split("=")[1])
+    assert 0.0 <= accuracy <= lcs <= 1.0
+
+
+def test_accuracy_line_counts_right_and_wrong_names(model, tmp_path, font, sample):
+    one = run_script("lstm_ocr_infer.py", "--prefix", model, "--epoch", "3", sample)
+    predicted = one.stdout.split("[")[1].split("]")[0].replace(", ", "")
+    wrong = "1111" if predicted != "1111" else "2222"
+    shutil.copy(sample, tmp_path / f"0000_{predicted}.png")
+    shutil.copy(sample, tmp_path / f"0001_{wrong}.png")
+    result = run_script("lstm_ocr_infer.py", "--prefix", model, "--epoch", "3", str(tmp_path))
+    if 3 <= len(predicted) <= 4:
+        assert result.stdout.splitlines()[-1].startswith("accuracy=0.5000 ")
+    unlabelled = run_script("lstm_ocr_infer.py", "--prefix", model, "--epoch", "3", sample, sample)
+    assert len(unlabelled.stdout.splitlines()) == 2  # no accuracy line without labels in the names

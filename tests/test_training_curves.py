@@ -1,0 +1,25 @@
+import json
+
+from PIL import Image
+
+import training_curves
+from training_curves import EpochRecord
+
+
+def _records(n: int) -> list[EpochRecord]:
+    return [EpochRecord(e, 1000 * e, 60.0 * e, e / 10, 10 - e, e / 11, 9 - e) for e in range(1, n + 1)]
+
+
+def test_save_writes_history_and_a_png(tmp_path):
+    prefix = str(tmp_path / "ocr")
+    training_curves.save(prefix, _records(3))
+    assert json.load(open(training_curves.history_path(prefix)))[2]["val_accuracy"] == 3 / 11
+    with Image.open(training_curves.curves_path(prefix)) as image:
+        assert image.format == "PNG" and image.size[0] > 400
+
+
+def test_load_keeps_the_epochs_a_resumed_run_builds_on(tmp_path):
+    prefix = str(tmp_path / "ocr")
+    assert training_curves.load(prefix, 5) == []
+    training_curves.save(prefix, _records(4))
+    assert training_curves.load(prefix, 2) == _records(2)
