@@ -2,6 +2,7 @@
 
     python lstm_ocr_train.py --loss ctc font/
     python lstm_ocr_train.py --gpu 1 --num_proc 4 --loss warpctc font/Ubuntu-M.ttf
+    python dist_launch.py -n 2 -s 1 font/    # distributed: see dist_launch.py and the README
 
 Writes `PREFIX-symbol.json`, `PREFIX-meta.json` and `PREFIX-%04d.params` (+ `.states`) every epoch.
 """
@@ -27,6 +28,9 @@ from ocr_iter import OCRIter, fixed_iter
 
 BLOCK_SIZE = 32  # samples a worker generates per hand-over
 LOG_EVERY = 50  # batches between speed lines, as the example
+KV_STORES = ("local", "device", "dist_sync", "dist_async")
+DMLC_ENV = ("DMLC_PS_ROOT_URI", "DMLC_PS_ROOT_PORT", "DMLC_NUM_SERVER", "DMLC_NUM_WORKER")  # a worker needs all
+RANK_SEED_STRIDE = 1_000_003  # worker r of a distributed run generates data with --seed + r * this
 
 
 class Interrupted(Exception):
@@ -46,6 +50,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="samples in the reused training pool; 0 = every sample fresh, as the "
                              "example (the trainer then waits for the generators) [default 8192]")
     parser.add_argument("--seed", type=int, default=None, help="random seed for reproducible runs")
+    parser.add_argument("--kv_store", default="local",
+                        help=f"{', '.join(KV_STORES)}: how gradients of several devices (local, device) or "
+                             "machines (dist_*, under DMLC_ROLE=worker) are combined [default local]")
     hyperparameters.add_arguments(parser)
     return parser.parse_args(argv)
 
@@ -59,6 +66,15 @@ def check_args(args: argparse.Namespace, hp: Hyperparams) -> None:
     for name in ("cpu", "num_proc"):
         if getattr(args, name) <= 0:
             raise InputError(f"--{name} must be positive, got {getattr(args, name)}")
+    if args.kv_store not in KV_STORES:
+        raise InputError(f"--kv_store must be one of {', '.join(KV_STORES)}, got {args.kv_store!r}")
+    distributed, worker = is_distributed(args), os.environ.get("DMLC_ROLE") == "worker"
+    missing = [name for name in DMLC_ENV if not os.environ.get(name)]
+    if distributed and (not worker or missing):
+        raise InputError(f"--kv_store {args.kv_store} needs the environment of an MXNet worker (DMLC_ROLE=worker, "
+                         f"{', '.join(DMLC_ENV)}); start it with dist_launch.py")
+    if worker and not distributed:
+        raise InputError(f"DMLC_ROLE=worker needs --kv_store dist_sync or dist_async, got {args.kv_store}")
     if args.gpu < 0 or args.pool_size < 0:
         raise InputError("--gpu and --pool_size must not be negative")
     try:
@@ -73,6 +89,15 @@ def check_args(args: argparse.Namespace, hp: Hyperparams) -> None:
     folder = os.path.dirname(os.path.abspath(args.prefix))
     if not os.path.isdir(folder):
         raise InputError(f"checkpoint folder {folder} does not exist")
+
+
+def is_distributed(args: argparse.Namespace) -> bool:
+    return args.kv_store.startswith("dist")
+
+
+def data_seed(seed: int | None, rank: int) -> int | None:
+    """Worker `rank`'s data seed: `seed` itself on rank 0, a different one on every other rank."""
+    return None if seed is None else seed + rank * RANK_SEED_STRIDE
 
 
 def contexts(args: argparse.Namespace) -> list:
@@ -99,8 +124,9 @@ class BatchLogger:
         self.tic = time.time()
 
 
-def fit(mod: mx.mod.Module, train_iter: OCRIter, val_iter, hp: Hyperparams, prefix: str) -> None:
-    """The example's training loop (Module.fit's), checkpointing every epoch."""
+def fit(mod: mx.mod.Module, train_iter: OCRIter, val_iter, hp: Hyperparams, prefix: str | None,
+        save_states: bool = True) -> None:
+    """The example's training loop (Module.fit's), checkpointing every epoch unless `prefix` is None."""
     metric = mx.metric.np(ctc_metrics.accuracy, allow_extra_outputs=True)
     log_batch = BatchLogger(hp.batch_size, LOG_EVERY)
     for epoch in range(hp.num_epoch):
@@ -116,9 +142,10 @@ def fit(mod: mx.mod.Module, train_iter: OCRIter, val_iter, hp: Hyperparams, pref
         for name, value in metric.get_global_name_value():
             logging.info("Epoch[%d] Train-%s=%f", epoch, name, value)
         logging.info("Epoch[%d] Time cost=%.3f", epoch, time.time() - tic)
-        arg_params, aux_params = mod.get_params()
-        checkpoint.save(prefix, epoch + 1, mod.symbol, arg_params, aux_params, hp,
-                        mod.save_optimizer_states)
+        if prefix is not None:
+            arg_params, aux_params = mod.get_params()
+            checkpoint.save(prefix, epoch + 1, mod.symbol, arg_params, aux_params, hp,
+                            mod.save_optimizer_states if save_states else None)
         for name, value in mod.score(val_iter, metric):
             logging.info("Epoch[%d] Validation-%s=%f", epoch, name, value)
 
@@ -134,12 +161,22 @@ def optimizer_params(hp: Hyperparams) -> dict:
 
 
 def train(args: argparse.Namespace, hp: Hyperparams, fonts: list[str]) -> None:
-    """Start the generators, build the module, and fit; the generators are always stopped."""
+    """Start the generators, build the module, and fit; the generators are always stopped.
+
+    Distributed, every worker draws its own data (seeded by its rank), the servers hold the weights
+    and the optimizer (so no .states file), and only rank 0 writes checkpoints.
+    """
     if args.seed is not None:
         mx.random.seed(args.seed)
+    distributed = is_distributed(args)
+    kv = mx.kv.create(args.kv_store) if distributed else args.kv_store  # dist: joins the scheduler, gets a rank
+    rank = kv.rank if distributed else 0
+    if distributed:
+        logging.basicConfig(level=logging.INFO, format=f"%(asctime)-15s [rank {rank}] %(message)s", force=True)
+        logging.info("Worker %d of %d, kvstore %s", rank, kv.num_workers, kv.type)
     block_size = BLOCK_SIZE if args.pool_size else hp.batch_size
     pool_blocks = max(1, args.pool_size // block_size)
-    with MPData(args.num_proc, fonts, hp, block_size, pool_blocks, args.seed) as data:
+    with MPData(args.num_proc, fonts, hp, block_size, pool_blocks, data_seed(args.seed, rank)) as data:
         logging.info("Generating %d validation samples with %d processes", hp.eval_epoch_size, args.num_proc)
         held_out = [data.take_block() for _ in range(-(-hp.eval_epoch_size // block_size))]
         images = np.concatenate([b[0] for b in held_out])[:hp.eval_epoch_size]
@@ -158,8 +195,10 @@ def train(args: argparse.Namespace, hp: Hyperparams, fonts: list[str]) -> None:
         mod = mx.mod.Module(symbol, data_names=["data"], label_names=["label"], context=contexts(args))
         mod.bind(data_shapes=train_iter.provide_data, label_shapes=train_iter.provide_label)
         mod.init_params(arg_params=initial_params(hp, args.network, mx.init.Xavier(factor_type="in", magnitude=2.34)))
-        mod.init_optimizer(optimizer=hp.optimizer, optimizer_params=optimizer_params(hp))
-        fit(mod, train_iter, val_iter, hp, args.prefix)
+        mod.init_optimizer(kvstore=kv, optimizer=hp.optimizer, optimizer_params=optimizer_params(hp))
+        fit(mod, train_iter, val_iter, hp, args.prefix if rank == 0 else None, save_states=not distributed)
+        if distributed:
+            logging.info("Parameters sha256=%s", checkpoint.params_digest(mod.get_params()[0]))
 
 
 def _raise_interrupted(signum, frame) -> None:
