@@ -1,9 +1,11 @@
 """Checkpoints as the example writes them (`P-symbol.json`, `P-%04d.params`), plus the optimizer
 state (`P-%04d.states`) and the hyperparameters (`P-meta.json`). Every file is written to a
 temporary name and renamed into place, so a killed trainer never leaves a half-written one.
+`params_digest` names a set of parameters by a hash, to compare the workers of a distributed run.
 """
 
 import glob
+import hashlib
 import json
 import logging
 import os
@@ -65,6 +67,16 @@ def save(prefix: str, epoch: int, symbol, arg_params: dict, aux_params: dict, hp
     params = {f"arg:{k}": v for k, v in arg_params.items()} | {f"aux:{k}": v for k, v in aux_params.items()}
     write_atomically(params_path(prefix, epoch), lambda path: mx.nd.save(path, params))
     logging.info('Saved checkpoint to "%s"', params_path(prefix, epoch))
+
+
+def params_digest(params: dict) -> str:
+    """SHA-256 of parameter names, shapes, dtypes and bytes, in name order: equal iff bit-identical."""
+    digest = hashlib.sha256()
+    for name in sorted(params):
+        value = params[name].asnumpy()
+        digest.update(f"{name}:{value.shape}:{value.dtype};".encode())
+        digest.update(value.tobytes())
+    return digest.hexdigest()
 
 
 def saved_epochs(prefix: str) -> list[int]:

@@ -2,6 +2,7 @@
 
     python lstm_ocr_train.py --loss ctc font/
     python lstm_ocr_train.py --gpu 1 --num_proc 4 --loss warpctc font/Ubuntu-M.ttf
+    python dist_launch.py -n 2 -s 1 font/    # distributed: see dist_launch.py and the README
 
 Writes `PREFIX-symbol.json`, `PREFIX-meta.json` and `PREFIX-%04d.params` (+ `.states`) every epoch.
 """
@@ -28,6 +29,9 @@ from ocr_iter import OCRIter, data_descs, fixed_iter
 
 BLOCK_SIZE = 32  # samples a worker generates per hand-over
 LOG_EVERY = 50  # batches between speed lines, as the example
+KV_STORES = ("local", "device", "dist_sync", "dist_async")
+DMLC_ENV = ("DMLC_PS_ROOT_URI", "DMLC_PS_ROOT_PORT", "DMLC_NUM_SERVER", "DMLC_NUM_WORKER")  # a worker needs all
+RANK_SEED_STRIDE = 1_000_003  # worker r of a distributed run generates data with --seed + r * this
 
 
 class Interrupted(Exception):
@@ -52,6 +56,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=None, help="random seed for reproducible runs")
     parser.add_argument("--load_epoch", type=int, default=0,
                         help="resume from checkpoint PREFIX-%%04d.params (and .states) of this epoch")
+    parser.add_argument("--kv_store", default="local",
+                        help=f"{', '.join(KV_STORES)}: how gradients of several devices (local, device) or "
+                             "machines (dist_*, under DMLC_ROLE=worker) are combined [default local]")
     hyperparameters.add_arguments(parser)
     args = parser.parse_args(argv)
     if args.recipe not in RECIPES:
@@ -69,15 +76,24 @@ def check_args(args: argparse.Namespace, hp: Hyperparams) -> None:
     for name in ("cpu", "num_proc"):
         if getattr(args, name) <= 0:
             raise InputError(f"--{name} must be positive, got {getattr(args, name)}")
+    if args.kv_store not in KV_STORES:
+        raise InputError(f"--kv_store must be one of {', '.join(KV_STORES)}, got {args.kv_store!r}")
+    distributed, worker = is_distributed(args), os.environ.get("DMLC_ROLE") == "worker"
+    missing = [name for name in DMLC_ENV if not os.environ.get(name)]
+    if distributed and (not worker or missing):
+        raise InputError(f"--kv_store {args.kv_store} needs the environment of an MXNet worker (DMLC_ROLE=worker, "
+                         f"{', '.join(DMLC_ENV)}); start it with dist_launch.py")
+    if worker and not distributed:
+        raise InputError(f"DMLC_ROLE=worker needs --kv_store dist_sync or dist_async, got {args.kv_store}")
     for name in ("gpu", "pool_size", "load_epoch"):
         if getattr(args, name) < 0:
             raise InputError(f"--{name} must not be negative, got {getattr(args, name)}")
-    if args.load_epoch >= hp.num_epoch:
-        raise InputError(f"--load_epoch {args.load_epoch} leaves nothing to train: --num_epoch is {hp.num_epoch}")
     try:
         hp.validate()
     except ValueError as error:
         raise InputError(str(error)) from None
+    if args.load_epoch >= hp.num_epoch:
+        raise InputError(f"--load_epoch {args.load_epoch} leaves nothing to train: --num_epoch is {hp.num_epoch}")
     if hp.batch_size > hp.train_epoch_size or hp.batch_size > hp.eval_epoch_size:
         raise InputError(f"--batch_size {hp.batch_size} exceeds an epoch size")
     if args.gpu and not mx.runtime.Features().is_enabled("CUDA"):
@@ -86,6 +102,15 @@ def check_args(args: argparse.Namespace, hp: Hyperparams) -> None:
     folder = os.path.dirname(os.path.abspath(args.prefix))
     if not os.path.isdir(folder):
         raise InputError(f"checkpoint folder {folder} does not exist")
+
+
+def is_distributed(args: argparse.Namespace) -> bool:
+    return args.kv_store.startswith("dist")
+
+
+def data_seed(seed: int | None, rank: int) -> int | None:
+    """Worker `rank`'s data seed: `seed` itself on rank 0, a different one on every other rank."""
+    return None if seed is None else seed + rank * RANK_SEED_STRIDE
 
 
 def contexts(args: argparse.Namespace) -> list:
@@ -112,13 +137,14 @@ class BatchLogger:
         self.tic = time.time()
 
 
-def fit(mod: mx.mod.Module, train_iter: OCRIter, val_iter, hp: Hyperparams, prefix: str, begin_epoch: int) -> None:
-    """The example's training loop (Module.fit's): log, checkpoint and validate every epoch, and
-    keep the history and its curves beside the checkpoints."""
+def fit(mod: mx.mod.Module, train_iter: OCRIter, val_iter, hp: Hyperparams, prefix: str | None,
+        begin_epoch: int, save_states: bool = True) -> None:
+    """The example's training loop (Module.fit's): log and validate every epoch and, unless `prefix`
+    is None, write the checkpoint, the history and its curves."""
     metric = mx.metric.CompositeEvalMetric([mx.metric.np(ctc_metrics.accuracy, allow_extra_outputs=True),
                                             ctc_metrics.CtcLoss()])
     log_batch = BatchLogger(hp.batch_size, LOG_EVERY)
-    history = training_curves.load(prefix, begin_epoch)
+    history = training_curves.load(prefix, begin_epoch) if prefix is not None else []
     samples, seconds = (history[-1].samples, history[-1].seconds) if history else (0, 0.0)
     for epoch in range(begin_epoch, hp.num_epoch):
         tic = time.time()
@@ -136,15 +162,18 @@ def fit(mod: mx.mod.Module, train_iter: OCRIter, val_iter, hp: Hyperparams, pref
         logging.info("Epoch[%d] Time cost=%.3f", epoch, time.time() - tic)
         samples += train_iter.num_batches * hp.batch_size
         seconds += time.time() - tic
-        arg_params, aux_params = mod.get_params()
-        checkpoint.save(prefix, epoch + 1, mod.symbol, arg_params, aux_params, hp, mod.save_optimizer_states)
+        if prefix is not None:
+            arg_params, aux_params = mod.get_params()
+            checkpoint.save(prefix, epoch + 1, mod.symbol, arg_params, aux_params, hp,
+                            mod.save_optimizer_states if save_states else None)
         val_scores = dict(mod.score(val_iter, metric))
         for name, value in val_scores.items():
             logging.info("Epoch[%d] Validation-%s=%f", epoch, name, value)
         history.append(training_curves.EpochRecord(
             epoch + 1, samples, seconds, train_scores["accuracy"], train_scores["loss"],
             val_scores["accuracy"], val_scores["loss"]))
-        training_curves.save(prefix, history)
+        if prefix is not None:
+            training_curves.save(prefix, history)
 
 
 def optimizer_params(hp: Hyperparams) -> dict:
@@ -157,7 +186,7 @@ def optimizer_params(hp: Hyperparams) -> dict:
     return params
 
 
-def build_module(args: argparse.Namespace, hp: Hyperparams) -> mx.mod.Module:
+def build_module(args: argparse.Namespace, hp: Hyperparams, kv: "mx.kv.KVStore | str") -> mx.mod.Module:
     """The bound Module with fresh weights, or with checkpoint `--load_epoch` and its optimizer state."""
     mod = mx.mod.Module(lstm_ocr(hp, args.network, args.loss), data_names=["data"], label_names=["label"],
                         context=contexts(args))
@@ -166,7 +195,7 @@ def build_module(args: argparse.Namespace, hp: Hyperparams) -> mx.mod.Module:
     initializer = mx.init.Xavier(factor_type="in", magnitude=2.34)
     if not args.load_epoch:
         mod.init_params(initializer, arg_params=initial_params(hp, args.network, initializer), allow_missing=True)
-        mod.init_optimizer(optimizer=hp.optimizer, optimizer_params=optimizer_params(hp))
+        mod.init_optimizer(kvstore=kv, optimizer=hp.optimizer, optimizer_params=optimizer_params(hp))
         return mod
     _, arg_params, aux_params = checkpoint.load(args.prefix, args.load_epoch)
     if network_of(arg_params) != args.network:
@@ -177,9 +206,11 @@ def build_module(args: argparse.Namespace, hp: Hyperparams) -> mx.mod.Module:
     except (mx.base.MXNetError, RuntimeError, ValueError) as error:
         raise InputError(f"checkpoint {args.prefix} epoch {args.load_epoch} does not fit the network of "
                          f"these options ({checkpoint.mxnet_reason(error)})") from None
-    mod.init_optimizer(optimizer=hp.optimizer, optimizer_params=optimizer_params(hp))
+    mod.init_optimizer(kvstore=kv, optimizer=hp.optimizer, optimizer_params=optimizer_params(hp))
     states = checkpoint.states_path(args.prefix, args.load_epoch)
-    if os.path.isfile(states):
+    if is_distributed(args):  # the servers hold the optimizer, and MXNet cannot load its state there
+        logging.warning("Distributed: the optimizer starts afresh on the servers")
+    elif os.path.isfile(states):
         mod.load_optimizer_states(states)
     else:
         logging.warning("No optimizer state %s: the optimizer starts afresh", states)
@@ -188,13 +219,23 @@ def build_module(args: argparse.Namespace, hp: Hyperparams) -> mx.mod.Module:
 
 
 def train(args: argparse.Namespace, hp: Hyperparams, fonts: list[str]) -> None:
-    """Build the module, start the generators, and fit; the generators are always stopped."""
+    """Build the module, start the generators, and fit; the generators are always stopped.
+
+    Distributed, every worker draws its own data (seeded by its rank), the servers hold the weights
+    and the optimizer (so no .states file), and only rank 0 writes checkpoints.
+    """
     if args.seed is not None:
         mx.random.seed(args.seed)
-    mod = build_module(args, hp)
+    distributed = is_distributed(args)
+    kv = mx.kv.create(args.kv_store) if distributed else args.kv_store  # dist: joins the scheduler, gets a rank
+    rank = kv.rank if distributed else 0
+    if distributed:
+        logging.basicConfig(level=logging.INFO, format=f"%(asctime)-15s [rank {rank}] %(message)s", force=True)
+        logging.info("Worker %d of %d, kvstore %s", rank, kv.num_workers, kv.type)
+    mod = build_module(args, hp, kv)
     block_size = BLOCK_SIZE if args.pool_size else hp.batch_size
     pool_blocks = max(1, args.pool_size // block_size)
-    with MPData(args.num_proc, fonts, hp, block_size, pool_blocks, args.seed) as data:
+    with MPData(args.num_proc, fonts, hp, block_size, pool_blocks, data_seed(args.seed, rank)) as data:
         logging.info("Generating %d validation samples with %d processes", hp.eval_epoch_size, args.num_proc)
         held_out = [data.take_block() for _ in range(-(-hp.eval_epoch_size // block_size))]
         images = np.concatenate([b[0] for b in held_out])[:hp.eval_epoch_size]
@@ -209,7 +250,10 @@ def train(args: argparse.Namespace, hp: Hyperparams, fonts: list[str]) -> None:
             return data.sample(batch_size) if args.pool_size else data.take_block()
 
         train_iter = OCRIter(hp.train_epoch_size, hp, next_batch)
-        fit(mod, train_iter, val_iter, hp, args.prefix, begin_epoch=args.load_epoch)
+        fit(mod, train_iter, val_iter, hp, args.prefix if rank == 0 else None, args.load_epoch,
+            save_states=not distributed)
+        if distributed:
+            logging.info("Parameters sha256=%s", checkpoint.params_digest(mod.get_params()[0]))
 
 
 def _raise_interrupted(signum, frame) -> None:

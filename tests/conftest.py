@@ -62,3 +62,22 @@ def processes_with(text: str) -> list[int]:
         if text in cmdline and state != "Z":
             found.append(int(entry))
     return found
+
+
+def descendants_of(pid: int) -> set[int]:
+    """Live processes below `pid`: children, their children, and so on."""
+    found, todo = set(), [pid]
+    while todo:
+        children = children_of(todo.pop())
+        found.update(children)
+        todo += children
+    return found
+
+
+def alive(pid: int) -> bool:
+    """Whether `pid` is a live process (not a zombie)."""
+    try:
+        with open(f"/proc/{pid}/stat") as file:
+            return file.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False

@@ -69,3 +69,15 @@ def test_failed_write_leaves_the_previous_file_intact(saved):
     assert open(checkpoint.params_path(prefix, 2), "rb").read() == before
     assert json.load(open(checkpoint.meta_path(prefix)))["chars"] == "ab"
     assert not [p for p in glob.glob(prefix + "*") if ".tmp" in p]
+
+
+def test_params_digest_is_equal_only_for_bit_identical_params(saved):
+    prefix, _, params = saved
+    _, loaded, _ = checkpoint.load(prefix, 1)
+    assert checkpoint.params_digest(loaded) == checkpoint.params_digest(dict(reversed(list(params.items()))))
+    name = sorted(params)[0]
+    changed = dict(params)
+    changed[name] = params[name].copy()
+    changed[name][0] += 1e-6
+    assert checkpoint.params_digest(changed) != checkpoint.params_digest(params)
+    assert checkpoint.params_digest({"a": mx.nd.zeros((2, 3))}) != checkpoint.params_digest({"a": mx.nd.zeros((3, 2))})

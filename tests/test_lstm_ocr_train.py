@@ -2,9 +2,13 @@
 
 import os
 
+import mxnet as mx
 import pytest
 
+import hyperparameters
+from captcha_generator import InputError
 from conftest import run_script
+from lstm_ocr_train import DMLC_ENV, check_args, contexts, data_seed, parse_args
 
 TINY = ["--num_epoch", "2", "--train_epoch_size", "256", "--eval_epoch_size", "64", "--batch_size", "32",
         "--num_hidden", "32", "--pool_size", "128", "--num_proc", "1"]
@@ -69,3 +73,54 @@ def test_bad_font_paths_are_one_clear_line(tmp_path):
                        (tmp_path / "fake.ttf", "not a TrueType font")]:
         result = run_script("lstm_ocr_train.py", "--prefix", str(tmp_path / "ocr"), str(path))
         assert result.returncode == 2 and result.stderr.count("\n") == 1 and word in result.stderr, result.stderr
+
+
+def test_cpu_n_splits_the_batch_over_n_cpu_contexts():
+    assert contexts(parse_args(["--cpu", "2", "font"])) == [mx.cpu(0), mx.cpu(1)]
+    assert contexts(parse_args(["font"])) == [mx.cpu(0)]
+
+
+@pytest.mark.parametrize("kv_store", ["local", "device"])
+def test_two_cpu_contexts_train_and_checkpoint(font, tmp_path, kv_store):
+    prefix = str(tmp_path / "ocr")
+    args = ["--cpu", "2", "--kv_store", kv_store, "--num_epoch", "1", "--train_epoch_size", "128",
+            "--eval_epoch_size", "32", "--batch_size", "32", "--num_hidden", "16", "--pool_size", "64",
+            "--num_proc", "1", "--prefix", prefix, font]
+    result = run_script("lstm_ocr_train.py", *args)
+    assert result.returncode == 0, result.stderr
+    assert "[rank" not in result.stderr
+    for name in ("ocr-symbol.json", "ocr-0001.params", "ocr-0001.states"):
+        assert os.path.isfile(tmp_path / name)
+    image = str(tmp_path / "sample.jpg")
+    assert run_script("captcha_generator.py", font, image).returncode == 0
+    result = run_script("lstm_ocr_infer.py", "--prefix", prefix, "--epoch", "1", image)
+    assert result.returncode == 0 and result.stdout.startswith("Digits: ["), result.stderr
+
+
+@pytest.mark.parametrize("kv_store, env, message", [
+    ("nccl", {}, "--kv_store must be one of local, device, dist_sync, dist_async"),
+    ("dist_sync", {}, "needs the environment of an MXNet worker"),
+    ("dist_async", {"DMLC_ROLE": "worker"}, "needs the environment of an MXNet worker"),
+    ("local", {"DMLC_ROLE": "worker"}, "DMLC_ROLE=worker needs --kv_store dist_sync or dist_async"),
+])
+def test_kv_store_must_fit_the_environment(monkeypatch, tmp_path, kv_store, env, message):
+    for name in ("DMLC_ROLE", *DMLC_ENV):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    args = parse_args(["--kv_store", kv_store, "--prefix", str(tmp_path / "ocr"), "font"])
+    with pytest.raises(InputError, match=message):
+        check_args(args, hyperparameters.from_args(args))
+
+
+def test_a_worker_environment_passes_the_checks(monkeypatch, tmp_path):
+    for name in ("DMLC_ROLE", *DMLC_ENV):
+        monkeypatch.setenv(name, "worker" if name == "DMLC_ROLE" else "1")
+    args = parse_args(["--kv_store", "dist_sync", "--prefix", str(tmp_path / "ocr"), "font"])
+    check_args(args, hyperparameters.from_args(args))
+
+
+def test_each_rank_draws_different_data_and_rank_0_keeps_the_seed():
+    assert data_seed(None, 3) is None
+    assert data_seed(7, 0) == 7
+    assert len({data_seed(7, rank) for rank in range(4)}) == 4
