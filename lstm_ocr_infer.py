@@ -14,7 +14,7 @@ import numpy as np
 import checkpoint
 from captcha_generator import InputError, exit_with, to_float, to_network_input
 from ctc_metrics import decode
-from hyperparameters import DIGITS, Hyperparams
+from hyperparameters import Hyperparams
 from lstm import inference_symbol
 
 
@@ -52,9 +52,9 @@ def predict(mod: mx.mod.Module, images: np.ndarray, hp: Hyperparams) -> list[lis
 
 
 def format_text(classes: list[int], hp: Hyperparams) -> str:
-    """The example's `Digits: [0, 0, 8, 9]` for digit models; `Text: a7k2` for other alphabets."""
+    """The example's `Digits: [0, 0, 8, 9]` for digit alphabets; `Text: a7k2` for others."""
     text = "".join(hp.chars[c - 1] for c in classes)
-    if hp.chars == DIGITS:
+    if hp.digits_only:
         return f"Digits: {[int(c) for c in text]}"
     return f"Text: {text}"
 

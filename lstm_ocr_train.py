@@ -21,7 +21,7 @@ import ctc_metrics
 import hyperparameters
 from captcha_generator import InputError, exit_with, find_fonts
 from hyperparameters import Hyperparams
-from lstm import LOSSES, NETWORKS, initial_params, lstm_ocr
+from lstm import LOSSES, NETWORKS, initial_params, lstm_ocr, output_steps
 from multiproc_data import MPData, WorkerDied
 from ocr_iter import OCRIter, fixed_iter
 
@@ -40,7 +40,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--cpu", type=int, default=1, help="number of CPU contexts, when --gpu is 0 [default 1]")
     parser.add_argument("--num_proc", type=int, default=2, help="CAPTCHA generating processes [default 2]")
     parser.add_argument("--loss", default="ctc", help="ctc or warpctc [default ctc]")
-    parser.add_argument("--network", default="fused", help="fused or unrolled LSTM [default fused]")
+    parser.add_argument("--network", default="fused", help="fused, unrolled or crnn [default fused]")
     parser.add_argument("--prefix", default="ocr", help="checkpoint prefix [default ocr]")
     parser.add_argument("--pool_size", type=int, default=8192,
                         help="samples in the reused training pool; 0 = every sample fresh, as the "
@@ -65,6 +65,10 @@ def check_args(args: argparse.Namespace, hp: Hyperparams) -> None:
         hp.validate()
     except ValueError as error:
         raise InputError(str(error)) from None
+    steps = output_steps(hp, args.network)
+    if 2 * hp.max_len + 1 > steps:
+        raise InputError(f"--network {args.network} reads {steps} steps of a {hp.seq_length}-column image, "
+                         f"too few for --max_len {hp.max_len}")
     if hp.batch_size > hp.train_epoch_size or hp.batch_size > hp.eval_epoch_size:
         raise InputError(f"--batch_size {hp.batch_size} exceeds an epoch size")
     if args.gpu and not mx.runtime.Features().is_enabled("CUDA"):
