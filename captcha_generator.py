@@ -2,6 +2,7 @@
 
 As a script, writes one CAPTCHA image to a file:
     python captcha_generator.py font/DroidSansMono.ttf sample.jpg
+    python captcha_generator.py --chars 0123456789abcdefghijklmnopqrstuvwxyz --num a7k2 font/ sample.jpg
 """
 
 import argparse
@@ -15,7 +16,8 @@ import numpy as np
 from captcha.image import ImageCaptcha
 from PIL import Image, ImageFont
 
-from hyperparameters import DIGITS, RENDER_SCALE, Hyperparams
+import hyperparameters
+from hyperparameters import RENDER_SCALE, TEXT_FIELDS, Hyperparams
 
 
 class InputError(ValueError):
@@ -145,21 +147,29 @@ def write_labelled(gen: CaptchaGen, count: int, folder: str) -> None:
         write_image(gen.render(text), os.path.join(folder, f"{index:0{width}d}_{text}.png"))
 
 
-def label_digits(text: str) -> list[int]:
-    """The example's way of printing a digit text: as a list of ints."""
-    return [int(c) for c in text]
+def describe(text: str, hp: Hyperparams) -> str:
+    """The example's `digits [0, 0, 8, 9]` for digit alphabets; `text 'a7k2'` for others."""
+    if hp.digits_only:
+        return f"digits {[int(c) for c in text]}"
+    return f"text {text!r}"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("font_path", help="a .ttf file, or a folder of them (one is picked per character)")
     parser.add_argument("output", help="image file to write (.jpg, .png, ...); with --count, a folder")
-    parser.add_argument("--num", help="digits to draw [default: 3 or 4 random digits]")
-    parser.add_argument("--count", type=int, help="write this many labelled images NNNN_DIGITS.png into OUTPUT")
-    parser.add_argument("--seed", type=int, help="seed of the random digits (the noise stays random)")
+    parser.add_argument("--num", help="text to draw, in --chars characters "
+                                      "[default: a random one, --min_len to --max_len long]")
+    parser.add_argument("--count", type=int, help="write this many labelled images NNNN_TEXT.png into OUTPUT")
+    parser.add_argument("--seed", type=int, help="seed of the random texts (the noise stays random)")
+    hyperparameters.add_arguments(parser, TEXT_FIELDS)
     args = parser.parse_args()
-    hp = Hyperparams(chars=DIGITS)
+    hp = hyperparameters.from_args(args)
     try:
+        try:
+            hp.validate()
+        except ValueError as error:
+            raise InputError(str(error)) from None
         fonts = find_fonts(args.font_path)
         text = args.num
         if text is not None:
@@ -173,7 +183,7 @@ def main() -> None:
         write_image(gen.render(text), args.output)
     except InputError as error:
         exit_with(error)
-    print(f"Captcha image with digits {label_digits(text)} written to {args.output}")
+    print(f"Captcha image with {describe(text, hp)} written to {args.output}")
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ from dataclasses import dataclass, fields
 DIGITS = "0123456789"
 BLANK = 0  # CTC blank class; character i of the alphabet is class i + 1
 RENDER_SCALE = 2  # captchas are drawn at twice the network's image size, then shrunk
+TEXT_FIELDS = ("chars", "min_len", "max_len")  # which texts a model reads; the generator's options too
 ALIASES = {"max_len": ["--num_label"]}  # the example's name for the label length
 NON_NEGATIVE = ("momentum", "wd", "clip_gradient")  # 0 turns these off; every other number must be positive
 OPTIMIZERS = ("sgd", "adam")
@@ -50,6 +51,11 @@ class Hyperparams:
         return self.max_len
 
     @property
+    def digits_only(self) -> bool:
+        """An alphabet of digits alone: texts print as the example's list of ints, `[0, 0, 8, 9]`."""
+        return set(self.chars) <= set(DIGITS)
+
+    @property
     def image_width(self) -> int:
         """Each image column is one time step."""
         return self.seq_length
@@ -68,18 +74,23 @@ class Hyperparams:
             raise ValueError(f"--seq_length {self.seq_length} is too short for {self.max_len} characters")
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"--optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
+        if not self.chars:
+            raise ValueError("--chars must not be empty")
         if len(set(self.chars)) != len(self.chars):
             raise ValueError(f"--chars has a repeated character: {self.chars!r}")
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add a `--name` option for every hyperparameter, defaulting to the example's value."""
+def add_arguments(parser: argparse.ArgumentParser, names: tuple[str, ...] | None = None) -> None:
+    """Add a `--name` option for every hyperparameter (or those in `names`), defaulting to the example's value."""
     group = parser.add_argument_group("hyperparameters")
     for field in fields(Hyperparams):
+        if names is not None and field.name not in names:
+            continue
         group.add_argument(f"--{field.name}", *ALIASES.get(field.name, []), type=field.type, default=field.default,
                            help=f"[default {field.default}]")
 
 
 def from_args(args: argparse.Namespace) -> Hyperparams:
-    """Collect the hyperparameter options of parsed arguments."""
-    return Hyperparams(**{field.name: getattr(args, field.name) for field in fields(Hyperparams)})
+    """Collect the hyperparameter options of parsed arguments; those without an option keep their default."""
+    return Hyperparams(**{field.name: getattr(args, field.name) for field in fields(Hyperparams)
+                          if hasattr(args, field.name)})

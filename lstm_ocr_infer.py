@@ -17,7 +17,7 @@ from PIL import Image
 import checkpoint
 from captcha_generator import InputError, exit_with, read_gray, to_float, to_network_input
 from ctc_metrics import decode, lcs_ratio
-from hyperparameters import DIGITS, Hyperparams
+from hyperparameters import Hyperparams
 from lstm import inference_symbol
 
 BATCH_SIZE = 256  # images per forward pass when reading many
@@ -50,7 +50,7 @@ def to_text(classes: list[int], hp: Hyperparams) -> str:
 
 def format_text(text: str, hp: Hyperparams) -> str:
     """The example's `Digits: [0, 0, 8, 9]` for digit models; `Text: a7k2` for other alphabets."""
-    if hp.chars == DIGITS:
+    if hp.digits_only:
         return f"Digits: {[int(c) for c in text]}"
     return f"Text: {text}"
 

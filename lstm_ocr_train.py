@@ -23,7 +23,7 @@ import hyperparameters
 import training_curves
 from captcha_generator import InputError, exit_with, find_fonts
 from hyperparameters import RECIPES, Hyperparams
-from lstm import LOSSES, NETWORKS, initial_params, lstm_ocr, network_of
+from lstm import LOSSES, NETWORKS, initial_params, lstm_ocr, network_of, output_steps
 from multiproc_data import MPData, WorkerDied
 from ocr_iter import OCRIter, data_descs, fixed_iter
 
@@ -48,7 +48,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--cpu", type=int, default=1, help="number of CPU contexts, when --gpu is 0 [default 1]")
     parser.add_argument("--num_proc", type=int, default=2, help="CAPTCHA generating processes [default 2]")
     parser.add_argument("--loss", default="ctc", help="ctc or warpctc [default ctc]")
-    parser.add_argument("--network", default="fused", help="fused or unrolled LSTM [default fused]")
+    parser.add_argument("--network", default="fused", help="fused, unrolled or crnn [default fused]")
     parser.add_argument("--prefix", default="ocr", help="checkpoint prefix [default ocr]")
     parser.add_argument("--pool_size", type=int, default=8192,
                         help="samples in the reused training pool; 0 = every sample fresh, as the "
@@ -92,6 +92,10 @@ def check_args(args: argparse.Namespace, hp: Hyperparams) -> None:
         hp.validate()
     except ValueError as error:
         raise InputError(str(error)) from None
+    steps = output_steps(hp, args.network)
+    if 2 * hp.max_len + 1 > steps:
+        raise InputError(f"--network {args.network} reads {steps} steps of a {hp.seq_length}-column image, "
+                         f"too few for --max_len {hp.max_len}")
     if args.load_epoch >= hp.num_epoch:
         raise InputError(f"--load_epoch {args.load_epoch} leaves nothing to train: --num_epoch is {hp.num_epoch}")
     if hp.batch_size > hp.train_epoch_size or hp.batch_size > hp.eval_epoch_size:

@@ -4,9 +4,11 @@ import cv2
 import numpy as np
 import pytest
 
-from captcha_generator import CaptchaGen, InputError, check_text, encode_label, find_fonts, to_network_input
+from captcha_generator import CaptchaGen, InputError, check_text, describe, encode_label, find_fonts, to_network_input
 from conftest import run_script
 from hyperparameters import Hyperparams
+
+ALNUM = "0123456789abcdefghijklmnopqrstuvwxyz"
 
 
 def test_network_input_is_80_steps_of_30_pixels_in_unit_range(font):
@@ -31,10 +33,23 @@ def test_random_texts_are_3_or_4_digits(font):
     assert set("".join(texts)) == set("0123456789")
 
 
+def test_random_texts_follow_the_alphabet_and_length_range(font):
+    gen = CaptchaGen([font], Hyperparams(chars=ALNUM, min_len=4, max_len=6), seed=1)
+    texts = [gen.random_text() for _ in range(300)]
+    assert {len(t) for t in texts} == {4, 5, 6}
+    assert set("".join(texts)) == set(ALNUM)
+
+
 def test_labels_are_classes_shifted_by_one_and_zero_padded():
     hp = Hyperparams()
     assert encode_label("0089", hp).tolist() == [1, 1, 9, 10]
     assert encode_label("507", hp).tolist() == [6, 1, 8, 0]
+    assert encode_label("a7kz", Hyperparams(chars=ALNUM, max_len=6)).tolist() == [11, 8, 21, 36, 0, 0]
+
+
+def test_digit_alphabets_describe_as_the_examples_list():
+    assert describe("0089", Hyperparams()) == "digits [0, 0, 8, 9]"
+    assert describe("a7k2", Hyperparams(chars=ALNUM)) == "text 'a7k2'"
 
 
 def test_text_outside_alphabet_or_length_is_refused():
@@ -71,6 +86,24 @@ def test_script_writes_the_given_digits(font, tmp_path):
     assert cv2.imread(str(out)).shape == (60, 160, 3)
 
 
+def test_script_writes_the_given_text_of_another_alphabet(font, tmp_path):
+    out = tmp_path / "sample.png"
+    result = run_script("captcha_generator.py", font, str(out), "--chars", ALNUM, "--min_len", "4",
+                        "--max_len", "6", "--num", "a7k2x")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"Captcha image with text 'a7k2x' written to {out}\n"
+    assert cv2.imread(str(out)).shape == (60, 160, 3)
+
+
+def test_script_draws_random_text_of_the_alphabet_and_length(font, tmp_path):
+    out = tmp_path / "sample.png"
+    result = run_script("captcha_generator.py", font, str(out), "--chars", "xyz", "--min_len", "5", "--max_len", "6")
+    assert result.returncode == 0, result.stderr
+    text = result.stdout.split("'")[1]
+    assert result.stdout.startswith("Captcha image with text '") and len(text) in (5, 6) and set(text) <= set("xyz")
+    assert out.exists()
+
+
 def test_script_draws_random_digits(font, tmp_path):
     out = tmp_path / "sample.png"
     result = run_script("captcha_generator.py", font, str(out))
@@ -81,8 +114,16 @@ def test_script_draws_random_digits(font, tmp_path):
 @pytest.mark.parametrize("args, message", [
     (["--num", "12a4"], "outside the alphabet"),
     (["--num", "12345"], "has 5 characters"),
+    (["--num", ""], "has 0 characters"),
+    (["--chars", "abc", "--num", "abd"], "'d' outside the alphabet 'abc'"),
+    (["--chars", "abc", "--min_len", "4", "--max_len", "6", "--num", "abc"], "the model reads 4 to 6"),
+    (["--chars", "abc", "--max_len", "6", "--num", "abcabca"], "has 7 characters"),
+    (["--chars", "abca"], "repeated character"),
+    (["--chars", ""], "--chars must not be empty"),
+    (["--min_len", "5"], "--min_len 5 exceeds --max_len 4"),
+    (["--max_len", "0"], "--max_len must be positive"),
 ])
-def test_script_refuses_bad_digits(font, tmp_path, args, message):
+def test_script_refuses_bad_text(font, tmp_path, args, message):
     result = run_script("captcha_generator.py", font, str(tmp_path / "x.png"), *args)
     assert result.returncode != 0 and message in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "x.png").exists()

@@ -66,3 +66,12 @@ def test_ctc_loss_metric_is_the_same_from_the_loss_output_or_the_softmax():
     from_softmax.update([mx.nd.array(label)], [mx.nd.array(softmax)])
     assert from_output.get() == ("loss", pytest.approx(losses.mean(), rel=1e-5))
     assert from_softmax.get() == ("loss", pytest.approx(losses.mean(), rel=1e-4))
+
+
+def test_metrics_work_for_any_alphabet():
+    # 36 characters (0-9a-z) + blank: classes above 10 and labels of up to 6 characters.
+    pred = _softmax_for([[36, 0, 11, 11, 0, 11, 20, 0], [15, 15, 0, 30, 0, 0, 0, 2]], classes=37)
+    assert decode(pred, 2) == [[36, 11, 11, 20], [15, 30, 2]]
+    label = np.array([[36, 11, 11, 20, 0, 0], [15, 30, 2, 33, 34, 0]])
+    assert accuracy(label, pred) == pytest.approx(1 / 2)
+    assert accuracy_lcs(label, pred) == pytest.approx((1 + 3 / 5) / 2)

@@ -32,7 +32,26 @@ def test_every_field_has_a_command_line_override():
     ({"min_len": 5}, "--min_len 5 exceeds --max_len 4"),
     ({"seq_length": 8}, "too short"),
     ({"chars": "0120"}, "repeated character"),
+    ({"chars": ""}, "--chars must not be empty"),
 ])
 def test_validate_names_the_bad_setting(changes, message):
     with pytest.raises(ValueError, match=message):
         Hyperparams(**changes).validate()
+
+
+def test_a_subset_of_options_leaves_the_rest_at_their_defaults():
+    parser = argparse.ArgumentParser()
+    hyperparameters.add_arguments(parser, hyperparameters.TEXT_FIELDS)
+    args = parser.parse_args(["--chars", "abc", "--min_len", "2", "--num_label", "6"])
+    assert not hasattr(args, "batch_size")
+    assert hyperparameters.from_args(args) == Hyperparams(chars="abc", min_len=2, max_len=6)
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--batch_size", "8"])
+
+
+@pytest.mark.parametrize("chars, digits_only", [
+    ("0123456789", True), ("01", True), ("0123456789abcdefghijklmnopqrstuvwxyz", False), ("ab", False),
+])
+def test_digit_alphabets_are_recognised(chars, digits_only):
+    assert Hyperparams(chars=chars).digits_only == digits_only
+    assert Hyperparams(chars=chars).num_classes == len(chars) + 1

@@ -12,6 +12,7 @@ from captcha_generator import CaptchaGen
 from conftest import run_script
 from hyperparameters import Hyperparams
 from lstm import initial_params, lstm_ocr
+from lstm_ocr_infer import format_text, to_text
 
 
 @pytest.fixture(scope="module")
@@ -118,3 +119,18 @@ def test_accuracy_line_counts_right_and_wrong_names(model, tmp_path, font, sampl
         assert result.stdout.splitlines()[-1].startswith("accuracy=0.5000 ")
     unlabelled = run_script("lstm_ocr_infer.py", "--prefix", model, "--epoch", "3", sample, sample)
     assert len(unlabelled.stdout.splitlines()) == 2  # no accuracy line without labels in the names
+
+
+def test_digit_models_print_the_examples_list():
+    assert format_text(to_text([1, 1, 9, 10], Hyperparams()), Hyperparams()) == "Digits: [0, 0, 8, 9]"
+    assert format_text("", Hyperparams()) == "Digits: []"
+
+
+@pytest.mark.parametrize("chars, classes, expected", [
+    ("0123456789abcdefghijklmnopqrstuvwxyz", [11, 8, 21, 3, 36], "Text: a7k2z"),
+    ("ABC", [3, 1], "Text: CA"),
+    ("ABC", [], "Text: "),
+])
+def test_other_alphabets_print_their_characters(chars, classes, expected):
+    hp = Hyperparams(chars=chars)
+    assert format_text(to_text(classes, hp), hp) == expected
