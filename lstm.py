@@ -179,3 +179,39 @@ def convert_params(arg_params: dict, hp: Hyperparams, to: str) -> dict:
             piece, flat = flat[:size].reshape(shape), flat[size:]
             kept[name] = _reorder_gates(piece, UNROLLED_TO_FUSED_GATES)
     return {name: mx.nd.array(value) for name, value in kept.items()}
+
+
+def loss_of(training_symbol) -> str:
+    """Which CTC loss a saved training symbol ends in."""
+    return "ctc" if "ctc_output" in training_symbol.list_outputs() else "warpctc"
+
+
+def main() -> None:
+    """Convert a checkpoint between the fused and unrolled networks (the same function)."""
+    import argparse
+
+    import checkpoint
+    from captcha_generator import exit_with
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--prefix", default="ocr", help="checkpoint to convert [default ocr]")
+    parser.add_argument("--epoch", type=int, required=True, help="its epoch")
+    parser.add_argument("--to", required=True, help="fused or unrolled")
+    parser.add_argument("--out", required=True, help="prefix of the converted checkpoint")
+    args = parser.parse_args()
+    try:
+        symbol, arg_params, aux_params = checkpoint.load(args.prefix, args.epoch)
+        if args.to not in ("fused", "unrolled") or network_of(arg_params) == "crnn":
+            raise checkpoint.CheckpointError(f"--to must be fused or unrolled, from a fused or unrolled checkpoint "
+                                             f"(this one is {network_of(arg_params)})")
+        hp = checkpoint.load_hyperparams(args.prefix)
+        converted = convert_params(arg_params, hp, args.to)
+        checkpoint.save(args.out, args.epoch, lstm_ocr(hp, args.to, loss_of(symbol)), converted, aux_params, hp)
+    except checkpoint.CheckpointError as error:
+        exit_with(error)
+    print(f"{network_of(arg_params)} checkpoint {checkpoint.params_path(args.prefix, args.epoch)} written as "
+          f"{args.to} {checkpoint.params_path(args.out, args.epoch)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -87,6 +87,7 @@ class MPData:
         self.blocks = SharedBlocks.view(*shared)
         self.pool_blocks = pool_blocks
         self.pool: deque[int] = deque()
+        self.received = 0  # filled blocks taken in so far
         self.free: mp.Queue = ctx.Queue()
         self.filled: mp.Queue = ctx.Queue()
         for index in range(pool_blocks + spare_blocks):
@@ -126,6 +127,7 @@ class MPData:
         """Wait until the pool holds `pool_blocks` filled blocks."""
         while len(self.pool) < self.pool_blocks:
             self.pool.append(self._next_filled(block=True))
+            self.received += 1
 
     def sample(self, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
         """A random batch from the pool, after taking in any newly filled blocks."""
@@ -133,6 +135,7 @@ class MPData:
         self.fill()
         while (index := self._next_filled(block=False)) is not None:
             self.pool.append(index)
+            self.received += 1
             if len(self.pool) > self.pool_blocks:
                 self.free.put(self.pool.popleft())
         blocks = self.rng.choice(np.array(self.pool), batch_size)

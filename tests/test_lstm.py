@@ -55,3 +55,22 @@ def test_training_symbol_swaps_to_the_inference_softmax(network, loss):
     data = np.random.default_rng(0).random((3, hp.image_width, hp.image_height)).astype(np.float32)
     probs = _forward(inference, params, data)
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
+
+
+@pytest.mark.parametrize("loss", ["ctc", "warpctc"])
+def test_a_checkpoint_converts_to_the_other_network_with_the_same_outputs(tmp_path, loss):
+    import checkpoint
+    from conftest import run_script
+
+    hp = Hyperparams(num_hidden=12)
+    params = convert_params(_random_unrolled_params(hp, seed=4), hp, "fused")
+    prefix, out = str(tmp_path / "fused"), str(tmp_path / "unrolled")
+    checkpoint.save(prefix, 5, lstm_ocr(hp, "fused", loss), params, {}, hp)
+    result = run_script("lstm.py", "--prefix", prefix, "--epoch", "5", "--to", "unrolled", "--out", out)
+    assert result.returncode == 0, result.stderr
+    symbol, converted, _ = checkpoint.load(out, 5)
+    assert network_of(converted) == "unrolled"
+    assert symbol.list_outputs() == lstm_ocr(hp, "unrolled", loss).list_outputs()
+    data = np.random.default_rng(5).random((4, hp.image_width, hp.image_height)).astype(np.float32)
+    np.testing.assert_allclose(_forward(inference_symbol(symbol), converted, data),
+                               _forward(lstm_ocr(hp, "fused", None), params, data), atol=1e-5)

@@ -9,7 +9,7 @@ from PIL import Image
 
 import checkpoint
 from captcha_generator import CaptchaGen
-from conftest import run_script
+from conftest import ROOT, run_script
 from hyperparameters import Hyperparams
 from lstm import initial_params, lstm_ocr
 from lstm_ocr_infer import format_text, to_text
@@ -134,3 +134,15 @@ def test_digit_models_print_the_examples_list():
 def test_other_alphabets_print_their_characters(chars, classes, expected):
     hp = Hyperparams(chars=chars)
     assert format_text(to_text(classes, hp), hp) == expected
+
+
+def test_the_shipped_model_reads_fresh_captchas(tmp_path, font):
+    """pretrained/ works on a fresh clone: its last epoch reads new captchas (it scores about 0.98-0.99)."""
+    epoch = checkpoint.saved_epochs(os.path.join(ROOT, "pretrained", "ocr"))[-1]
+    folder = tmp_path / "set"
+    assert run_script("captcha_generator.py", "--count", "60", font, str(folder)).returncode == 0
+    result = run_script("lstm_ocr_infer.py", "--prefix", os.path.join(ROOT, "pretrained", "ocr"), "--epoch",
+                        str(epoch), str(folder))
+    assert result.returncode == 0, result.stderr
+    accuracy = float(result.stdout.splitlines()[-1].split()[0].split("=")[1])
+    assert accuracy >= 0.9

@@ -1,0 +1,79 @@
+"""End-to-end training speed with the real data path (generator processes, pool, OCRIter) against
+the model alone on one fixed batch with no generator running, measured in the same run.
+
+    .venv/bin/python bench/end_to_end.py [--network fused] [--batches 60] [--num_proc 2] [FONT_PATH]
+"""
+
+import argparse
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import mxnet as mx  # noqa: E402
+import numpy as np  # noqa: E402
+
+import ctc_metrics  # noqa: E402
+from captcha_generator import find_fonts  # noqa: E402
+from hyperparameters import RECIPES, Hyperparams  # noqa: E402
+from lstm import initial_params, lstm_ocr  # noqa: E402
+from multiproc_data import MPData  # noqa: E402
+from ocr_iter import OCRIter, data_descs  # noqa: E402
+
+BLOCK_SIZE = 32
+
+
+def train_rate(mod: mx.mod.Module, batches, hp: Hyperparams) -> float:
+    """Samples/s of the trainer's inner loop (forward, backward, update, metric) over `batches`."""
+    metric = mx.metric.np(ctc_metrics.accuracy, allow_extra_outputs=True)
+    tic = None
+    for i, batch in enumerate(batches):
+        if i == 2:  # after warm-up
+            tic = time.perf_counter()
+        mod.forward_backward(batch)
+        mod.update()
+        mod.update_metric(metric, batch.label)
+    return (i - 1) * hp.batch_size / (time.perf_counter() - tic)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("font_path", nargs="?", default="font")
+    parser.add_argument("--network", default="fused")
+    parser.add_argument("--recipe", default="example", help="example or fast (sets network and batch size)")
+    parser.add_argument("--batches", type=int, default=60)
+    parser.add_argument("--num_proc", type=int, default=2)
+    parser.add_argument("--pool_size", type=int, default=8192)
+    args = parser.parse_args()
+    recipe = RECIPES[args.recipe]
+    network = recipe.get("network", args.network)
+    hp = Hyperparams(batch_size=recipe.get("batch_size", 128), num_lstm_layer=recipe.get("num_lstm_layer", 2))
+    mod = mx.mod.Module(lstm_ocr(hp, network, "ctc"), data_names=["data"], label_names=["label"])
+    mod.bind(*data_descs(hp))
+    initializer = mx.init.Xavier()
+    mod.init_params(initializer, arg_params=initial_params(hp, network, initializer), allow_missing=True)
+    mod.init_optimizer(optimizer="sgd", optimizer_params={"learning_rate": 1e-4, "momentum": 0.9})
+    print(f"# {' '.join(sys.argv)}  ({network}, batch {hp.batch_size}, {args.num_proc} generator processes)")
+    rng = np.random.default_rng(0)
+    fixed = mx.io.DataBatch(data=[mx.nd.array(rng.random((hp.batch_size, hp.image_width, hp.image_height)))],
+                            label=[mx.nd.array(rng.integers(1, hp.num_classes, (hp.batch_size, hp.num_label)))])
+    model_before = train_rate(mod, [fixed] * (args.batches + 2), hp)
+    with MPData(args.num_proc, find_fonts(args.font_path), hp, BLOCK_SIZE, args.pool_size // BLOCK_SIZE) as data:
+        data.fill()
+        train_iter = OCRIter(hp.batch_size * (args.batches + 2), hp, data.sample)
+        received, tic = data.received, time.perf_counter()
+        with_data = train_rate(mod, train_iter, hp)
+        fresh = (data.received - received) * BLOCK_SIZE / (time.perf_counter() - tic)
+    model_after = train_rate(mod, [fixed] * (args.batches + 2), hp)
+    model = (model_before + model_after) / 2
+    print(f"end to end  model only (no generators)    {model:8.1f} samples/s  "
+          f"(before {model_before:.1f}, after {model_after:.1f})")
+    print(f"end to end  with the data path            {with_data:8.1f} samples/s  "
+          f"({with_data / model:.0%} of model only)")
+    print(f"end to end  fresh samples into the pool   {fresh:8.1f} samples/s  "
+          f"(each sample is drawn {with_data / max(fresh, 1e-9):.1f} times on average)")
+
+
+if __name__ == "__main__":
+    main()
