@@ -18,10 +18,9 @@ import ctc_metrics  # noqa: E402
 from captcha_generator import find_fonts  # noqa: E402
 from hyperparameters import RECIPES, Hyperparams  # noqa: E402
 from lstm import initial_params, lstm_ocr  # noqa: E402
+from lstm_ocr_train import BLOCK_SIZE  # noqa: E402
 from multiproc_data import MPData  # noqa: E402
 from ocr_iter import OCRIter, data_descs  # noqa: E402
-
-BLOCK_SIZE = 32
 
 
 def train_rate(mod: mx.mod.Module, batches, hp: Hyperparams) -> float:

@@ -3,6 +3,7 @@
 import os
 import subprocess
 import sys
+import time
 
 import captcha
 import pytest
@@ -30,36 +31,28 @@ def run_script(script: str, *args: str, cwd: str | None = None, timeout: float =
                           cwd=cwd, timeout=timeout)
 
 
+def _state_and_parent(pid: int) -> tuple[str, int] | None:
+    """A process's state letter and parent pid from /proc, or None if it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as file:
+            fields = file.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return fields[0], int(fields[1])
+
+
+def alive(pid: int) -> bool:
+    """Whether `pid` is a live process (not a zombie)."""
+    stat = _state_and_parent(pid)
+    return stat is not None and stat[0] != "Z"
+
+
 def children_of(pid: int) -> list[int]:
     """Live processes whose parent is `pid` (zombies excluded)."""
     found = []
     for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as file:
-                fields = file.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == pid and fields[0] != "Z":
-            found.append(int(entry))
-    return found
-
-
-def processes_with(text: str) -> list[int]:
-    """Live processes whose command line contains `text`."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/cmdline", "rb") as file:
-                cmdline = file.read().replace(b"\0", b" ").decode(errors="replace")
-            with open(f"/proc/{entry}/stat") as file:
-                state = file.read().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if text in cmdline and state != "Z":
+        stat = _state_and_parent(int(entry)) if entry.isdigit() else None
+        if stat is not None and stat[1] == pid and stat[0] != "Z":
             found.append(int(entry))
     return found
 
@@ -74,10 +67,10 @@ def descendants_of(pid: int) -> set[int]:
     return found
 
 
-def alive(pid: int) -> bool:
-    """Whether `pid` is a live process (not a zombie)."""
-    try:
-        with open(f"/proc/{pid}/stat") as file:
-            return file.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
+def assert_all_exit(pids, timeout: float = 10) -> None:
+    """Every process of `pids` ends within `timeout` seconds (killed ones may take a moment)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and any(alive(pid) for pid in pids):
+        time.sleep(0.1)
+    left = [pid for pid in pids if alive(pid)]
+    assert not left, f"processes left behind: {left}"

@@ -9,7 +9,7 @@ import time
 import pytest
 
 import checkpoint
-from conftest import PYTHON, ROOT, alive, descendants_of, run_script
+from conftest import PYTHON, ROOT, assert_all_exit, descendants_of, run_script
 
 TINY = ["--num_epoch", "1", "--train_epoch_size", "128", "--eval_epoch_size", "32", "--batch_size", "32",
         "--num_hidden", "16", "--pool_size", "64", "--num_proc", "1"]
@@ -55,13 +55,6 @@ def command_line(pid: int) -> str:
         return ""
 
 
-def assert_all_gone(pids: set[int]) -> None:
-    deadline = time.monotonic() + 10  # SIGKILLed grandchildren may still be on their way out
-    while time.monotonic() < deadline and any(alive(pid) for pid in pids):
-        time.sleep(0.1)
-    assert not [pid for pid in pids if alive(pid)]
-
-
 def training_started(tmp_path, *args: str) -> tuple[subprocess.Popen, str, set[int]]:
     """A launcher whose two workers are both past their 50th batch, and every process below it."""
     launcher, log = launch(tmp_path, *ENDLESS, "--prefix", str(tmp_path / "ocr"), *args)
@@ -77,7 +70,7 @@ def test_two_workers_end_with_identical_parameters_and_rank_0_checkpoints(font, 
     text = open(log).read()
     assert launcher.returncode == 0, text
     assert len(seen) >= 6  # scheduler, server, 2 workers and their generators
-    assert_all_gone(seen)
+    assert_all_exit(seen)
 
     digests = dict(DIGEST.findall(text))
     _, arg_params, _ = checkpoint.load(prefix, 1)
@@ -95,7 +88,7 @@ def test_sigterm_stops_every_process(font, tmp_path):
     launcher.send_signal(signal.SIGTERM)
     assert launcher.wait(TIMEOUT) == 130
     assert "stopped by SIGTERM; stopped every process the launcher started" in open(log).read()
-    assert_all_gone(seen)
+    assert_all_exit(seen)
 
 
 def test_a_killed_worker_stops_every_process_and_sets_the_exit_code(font, tmp_path):
@@ -104,7 +97,7 @@ def test_a_killed_worker_stops_every_process_and_sets_the_exit_code(font, tmp_pa
     os.kill(worker, signal.SIGKILL)
     assert launcher.wait(TIMEOUT) == 128 + signal.SIGKILL
     assert re.search(r"^error: worker \d exited with code 137; stopped every process", open(log).read(), re.M)
-    assert_all_gone(seen)
+    assert_all_exit(seen)
 
 
 def test_bad_launcher_option_is_one_line():

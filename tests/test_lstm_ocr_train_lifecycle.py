@@ -9,7 +9,7 @@ import time
 import pytest
 
 import checkpoint
-from conftest import PYTHON, ROOT, children_of, run_script
+from conftest import PYTHON, ROOT, assert_all_exit, children_of, run_script
 
 TINY = ["--train_epoch_size", "256", "--eval_epoch_size", "64", "--batch_size", "32", "--num_hidden", "16",
         "--pool_size", "128", "--num_proc", "2"]
@@ -35,7 +35,7 @@ class Trainer:
                 assert line, f"trainer ended before {text!r}:\n{self.log}"
                 self.log += line
 
-    def finish(self, timeout: float = 30) -> int:
+    def finish(self, timeout: float = 60) -> int:
         """Wait for the exit; the rest of the log is read too."""
         _, rest = self.proc.communicate(timeout=timeout)
         self.log += rest
@@ -58,14 +58,6 @@ def trainer():
     yield start
     for t in started:
         t.kill()
-
-
-def _assert_gone(pids: list[int], timeout: float = 10) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and any(os.path.exists(f"/proc/{p}") for p in pids):
-        time.sleep(0.1)
-    left = [p for p in pids if os.path.exists(f"/proc/{p}")]
-    assert not left, f"processes left behind: {left}"
 
 
 def test_resume_continues_the_epoch_count_with_optimizer_state(font, tmp_path):
@@ -97,7 +89,7 @@ def test_a_signal_mid_training_stops_fast_leaves_no_process_and_keeps_checkpoint
     assert time.monotonic() - sent < 10
     assert f"stopped by {sig.name}; last checkpoint: {prefix}-0001.params" in run.log
     assert "Traceback" not in run.log
-    _assert_gone(workers)
+    assert_all_exit(workers)
     checkpoint.load(prefix, 1)
 
 
@@ -108,7 +100,7 @@ def test_a_signal_during_start_up_stops_cleanly(font, tmp_path, trainer):
     run.proc.send_signal(signal.SIGTERM)
     assert run.finish() == 130
     assert "last checkpoint: none" in run.log and "Traceback" not in run.log
-    _assert_gone(workers)
+    assert_all_exit(workers)
 
 
 def test_a_killed_generator_stops_the_run_with_an_error(font, tmp_path, trainer):
@@ -120,7 +112,7 @@ def test_a_killed_generator_stops_the_run_with_an_error(font, tmp_path, trainer)
     os.kill(generators[0], signal.SIGKILL)
     assert run.finish() == 1
     assert "error: data generator process" in run.log and "died" in run.log and "Traceback" not in run.log
-    _assert_gone(workers)
+    assert_all_exit(workers)
 
 
 def test_killing_the_trainer_keeps_earlier_checkpoints_and_ends_its_workers(font, tmp_path, trainer):
@@ -134,4 +126,4 @@ def test_killing_the_trainer_keeps_earlier_checkpoints_and_ends_its_workers(font
     for epoch in checkpoint.saved_epochs(prefix):
         checkpoint.load(prefix, epoch)
     assert checkpoint.saved_epochs(prefix)[:2] == [1, 2]
-    _assert_gone(workers)
+    assert_all_exit(workers)

@@ -3,12 +3,11 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 
 import numpy as np
 import pytest
 
-from conftest import ROOT, children_of
+from conftest import ROOT, assert_all_exit, children_of
 from hyperparameters import Hyperparams
 from multiproc_data import MPData, WorkerDied
 
@@ -23,8 +22,7 @@ def test_pool_gives_valid_batches_and_stops_its_workers(font):
         assert labels.shape == (16, 4) and labels.dtype == np.int32
         assert labels[:, :3].min() >= 1 and labels.max() <= 10
         assert set(labels[:, 3].tolist()) <= set(range(11))
-    assert not set(pids) & set(children_of(os.getpid()))
-    assert not any(os.path.exists(f"/proc/{pid}") for pid in pids)
+    assert_all_exit(pids, timeout=0)
 
 
 def test_fresh_blocks_are_never_repeated(font):
@@ -61,7 +59,4 @@ def test_workers_exit_when_their_parent_is_killed(font, tmp_path):
     assert len(pids) == 2
     parent.kill()
     parent.wait()
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and any(os.path.exists(f"/proc/{p}") for p in pids):
-        time.sleep(0.1)
-    assert not any(os.path.exists(f"/proc/{p}") for p in pids)
+    assert_all_exit(pids)
