@@ -146,3 +146,12 @@ def test_the_shipped_model_reads_fresh_captchas(tmp_path, font):
     assert result.returncode == 0, result.stderr
     accuracy = float(result.stdout.splitlines()[-1].split()[0].split("=")[1])
     assert accuracy >= 0.9
+
+
+def test_a_meta_file_that_does_not_fit_the_params_is_refused(model, sample, tmp_path):
+    prefix = str(tmp_path / "ocr")
+    for suffix in ("-symbol.json", "-0003.params"):
+        shutil.copy(model + suffix, prefix + suffix)
+    open(checkpoint.meta_path(prefix), "w").write('{"chars": "abc"}')
+    _one_line_error(run_script("lstm_ocr_infer.py", "--prefix", prefix, "--epoch", "3", sample),
+                    "has 3 characters but", "has 10")
