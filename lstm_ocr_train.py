@@ -51,8 +51,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--network", default="fused", help="fused, unrolled or crnn [default fused]")
     parser.add_argument("--prefix", default="ocr", help="checkpoint prefix [default ocr]")
     parser.add_argument("--pool_size", type=int, default=8192,
-                        help="samples in the reused training pool; 0 = every sample fresh, as the "
-                             "example (the trainer then waits for the generators) [default 8192]")
+                        help="samples in the reused training pool (at most an epoch's); 0 = every sample "
+                             "fresh, as the example (the trainer then waits for the generators) [default 8192]")
     parser.add_argument("--seed", type=int, default=None, help="random seed for reproducible runs")
     parser.add_argument("--load_epoch", type=int, default=0,
                         help="resume from checkpoint PREFIX-%%04d.params (and .states) of this epoch")
@@ -238,7 +238,7 @@ def train(args: argparse.Namespace, hp: Hyperparams, fonts: list[str]) -> None:
         logging.info("Worker %d of %d, kvstore %s", rank, kv.num_workers, kv.type)
     mod = build_module(args, hp, kv)
     block_size = BLOCK_SIZE if args.pool_size else hp.batch_size
-    pool_blocks = max(1, args.pool_size // block_size)
+    pool_blocks = max(1, min(args.pool_size, hp.train_epoch_size) // block_size)  # no bigger than an epoch
     with MPData(args.num_proc, fonts, hp, block_size, pool_blocks, data_seed(args.seed, rank)) as data:
         logging.info("Generating %d validation samples with %d processes", hp.eval_epoch_size, args.num_proc)
         held_out = [data.take_block() for _ in range(-(-hp.eval_epoch_size // block_size))]
