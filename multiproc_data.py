@@ -123,21 +123,24 @@ class MPData:
         self.free.put(index)
         return images, labels
 
+    def _take_in(self, index: int) -> None:
+        """Add a filled block to the pool, handing the oldest back for refilling if it is full."""
+        self.pool.append(index)
+        self.received += 1
+        if len(self.pool) > self.pool_blocks:
+            self.free.put(self.pool.popleft())
+
     def fill(self) -> None:
         """Wait until the pool holds `pool_blocks` filled blocks."""
         while len(self.pool) < self.pool_blocks:
-            self.pool.append(self._next_filled(block=True))
-            self.received += 1
+            self._take_in(self._next_filled(block=True))
 
     def sample(self, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
         """A random batch from the pool, after taking in any newly filled blocks."""
         self._check_workers()  # a pool would otherwise go stale unnoticed
         self.fill()
         while (index := self._next_filled(block=False)) is not None:
-            self.pool.append(index)
-            self.received += 1
-            if len(self.pool) > self.pool_blocks:
-                self.free.put(self.pool.popleft())
+            self._take_in(index)
         blocks = self.rng.choice(np.array(self.pool), batch_size)
         rows = self.rng.integers(0, self.blocks.images.shape[1], batch_size)
         return self.blocks.images[blocks, rows], self.blocks.labels[blocks, rows]
@@ -153,8 +156,8 @@ class MPData:
                 worker.terminate()
                 worker.join()
         for q in (self.free, self.filled):
+            q.cancel_join_thread()  # indices still buffered for dead workers must not block the exit
             q.close()
-            q.join_thread()
         self.workers = []
 
     def __enter__(self) -> "MPData":
