@@ -140,6 +140,8 @@ def write_labelled(gen: CaptchaGen, count: int, folder: str) -> None:
     parent = os.path.dirname(os.path.abspath(folder))
     if not os.path.isdir(parent):
         raise InputError(f"folder {parent} does not exist")
+    if os.path.exists(folder) and not os.path.isdir(folder):
+        raise InputError(f"{folder} is a file; --count writes into a folder")
     os.makedirs(folder, exist_ok=True)
     width = max(4, len(str(count - 1)))
     for index in range(count):

@@ -145,6 +145,9 @@ def test_count_writes_labelled_images(font, tmp_path):
         assert name.endswith(".png") and digits.isdigit() and len(digits) in (3, 4)
 
 
-def test_count_must_be_positive(font, tmp_path):
+def test_count_must_be_positive_and_write_into_a_folder(font, tmp_path):
     result = run_script("captcha_generator.py", "--count", "0", font, str(tmp_path / "set"))
     assert result.returncode == 2 and "--count must be positive" in result.stderr
+    (tmp_path / "file.png").write_text("")
+    result = run_script("captcha_generator.py", "--count", "2", font, str(tmp_path / "file.png"))
+    assert result.returncode == 2 and "is a file" in result.stderr and "Traceback" not in result.stderr
