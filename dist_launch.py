@@ -30,8 +30,9 @@ EXIT_SECONDS = 30  # servers and scheduler must finish this soon after the last 
 PR_SET_PDEATHSIG = 1  # from <sys/prctl.h>
 
 
-class Interrupted(Exception):
-    """SIGINT or SIGTERM arrived."""
+class Interrupted(BaseException):
+    """SIGINT or SIGTERM arrived. A BaseException, like KeyboardInterrupt, so that no `except Exception`
+    on the way (logging swallows those raised while it writes a line) can stop it."""
 
 
 class ProcessFailed(Exception):

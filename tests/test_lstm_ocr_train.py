@@ -151,3 +151,24 @@ def test_each_rank_draws_different_data_and_rank_0_keeps_the_seed():
     assert data_seed(None, 3) is None
     assert data_seed(7, 0) == 7
     assert len({data_seed(7, rank) for rank in range(4)}) == 4
+
+
+def test_a_signal_while_a_log_line_is_written_still_stops_training():
+    """logging swallows an Exception raised while it writes; the trainer's interrupt must get through."""
+    import logging
+    import signal
+
+    from lstm_ocr_train import Interrupted, _raise_interrupted
+
+    class SignalledStream:
+        def write(self, text: str) -> None:
+            _raise_interrupted(signal.SIGTERM, None)
+
+        def flush(self) -> None:
+            pass
+
+    logger = logging.getLogger("test_interrupt")
+    logger.propagate = False
+    logger.addHandler(logging.StreamHandler(SignalledStream()))
+    with pytest.raises(Interrupted):
+        logger.warning("a line")
