@@ -9,6 +9,7 @@ import argparse
 import os
 import random
 import sys
+from collections.abc import Callable
 from typing import NoReturn
 
 import cv2
@@ -68,21 +69,27 @@ def read_gray(path: str) -> np.ndarray:
         raise InputError(f"{path} {reason}") from None
 
 
+def write_atomically(path: str, write: Callable[[str], None]) -> None:
+    """`write(temporary)`, then rename the temporary file to `path`: a reader (or a killed writer)
+    never sees half a file. Used for images here and for every checkpoint file."""
+    temporary = f"{path}.tmp{os.getpid()}"
+    try:
+        write(temporary)
+        os.replace(temporary, path)
+    finally:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+
+
 def write_image(image: Image.Image, path: str) -> None:
-    """Save `image` in the format of `path`'s extension; a temporary file is renamed into place."""
+    """Save `image` in the format of `path`'s extension, atomically."""
     image_format = Image.registered_extensions().get(os.path.splitext(path)[1].lower())
     if image_format is None:
         raise InputError(f"cannot write {path}: use an image extension such as .jpg or .png")
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
         raise InputError(f"output folder {folder} does not exist")
-    temporary = f"{path}.tmp{os.getpid()}"
-    try:
-        image.save(temporary, format=image_format)
-        os.replace(temporary, path)
-    finally:
-        if os.path.exists(temporary):
-            os.remove(temporary)
+    write_atomically(path, lambda temporary: image.save(temporary, format=image_format))
 
 
 def to_float(images: np.ndarray) -> np.ndarray:

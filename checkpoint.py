@@ -15,6 +15,7 @@ from dataclasses import asdict, fields
 
 import mxnet as mx
 
+from captcha_generator import write_atomically
 from hyperparameters import Hyperparams
 
 
@@ -38,16 +39,6 @@ def states_path(prefix: str, epoch: int) -> str:
 
 def meta_path(prefix: str) -> str:
     return f"{prefix}-meta.json"
-
-
-def write_atomically(path: str, write: Callable[[str], None]) -> None:
-    temporary = f"{path}.tmp{os.getpid()}"
-    try:
-        write(temporary)
-        os.replace(temporary, path)
-    finally:
-        if os.path.exists(temporary):
-            os.remove(temporary)
 
 
 def write_text(text: str) -> Callable[[str], None]:
