@@ -80,6 +80,12 @@ class Hyperparams:
             raise ValueError(f"--chars has a repeated character: {self.chars!r}")
 
 
+def for_recipe(name: str) -> Hyperparams:
+    """The hyperparameters a recipe sets (its other entries, such as `network`, are options)."""
+    known = {field.name for field in fields(Hyperparams)}
+    return Hyperparams(**{k: v for k, v in RECIPES[name].items() if k in known})
+
+
 def add_arguments(parser: argparse.ArgumentParser, names: tuple[str, ...] | None = None) -> None:
     """Add a `--name` option for every hyperparameter (or those in `names`), defaulting to the example's value."""
     group = parser.add_argument_group("hyperparameters")

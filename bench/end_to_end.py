@@ -12,15 +12,15 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import mxnet as mx  # noqa: E402
-import numpy as np  # noqa: E402
+from train_step import build_module, random_batch  # noqa: E402  (bench/ is this script's folder)
 
 import ctc_metrics  # noqa: E402
+import hyperparameters  # noqa: E402
 from captcha_generator import find_fonts  # noqa: E402
 from hyperparameters import RECIPES, Hyperparams  # noqa: E402
-from lstm import initial_params, lstm_ocr  # noqa: E402
 from lstm_ocr_train import BLOCK_SIZE  # noqa: E402
 from multiproc_data import MPData  # noqa: E402
-from ocr_iter import OCRIter, data_descs  # noqa: E402
+from ocr_iter import OCRIter  # noqa: E402
 
 
 def train_rate(mod: mx.mod.Module, batches, hp: Hyperparams) -> float:
@@ -45,18 +45,10 @@ def main() -> None:
     parser.add_argument("--num_proc", type=int, default=2)
     parser.add_argument("--pool_size", type=int, default=8192)
     args = parser.parse_args()
-    recipe = RECIPES[args.recipe]
-    network = recipe.get("network", args.network)
-    hp = Hyperparams(batch_size=recipe.get("batch_size", 128), num_lstm_layer=recipe.get("num_lstm_layer", 2))
-    mod = mx.mod.Module(lstm_ocr(hp, network, "ctc"), data_names=["data"], label_names=["label"])
-    mod.bind(*data_descs(hp))
-    initializer = mx.init.Xavier()
-    mod.init_params(initializer, arg_params=initial_params(hp, network, initializer), allow_missing=True)
-    mod.init_optimizer(optimizer="sgd", optimizer_params={"learning_rate": 1e-4, "momentum": 0.9})
+    network = RECIPES[args.recipe].get("network", args.network)
+    hp = hyperparameters.for_recipe(args.recipe)
+    mod, fixed = build_module(hp, network, "ctc"), random_batch(hp)
     print(f"# {' '.join(sys.argv)}  ({network}, batch {hp.batch_size}, {args.num_proc} generator processes)")
-    rng = np.random.default_rng(0)
-    fixed = mx.io.DataBatch(data=[mx.nd.array(rng.random((hp.batch_size, hp.image_width, hp.image_height)))],
-                            label=[mx.nd.array(rng.integers(1, hp.num_classes, (hp.batch_size, hp.num_label)))])
     model_before = train_rate(mod, [fixed] * (args.batches + 2), hp)
     with MPData(args.num_proc, find_fonts(args.font_path), hp, BLOCK_SIZE, args.pool_size // BLOCK_SIZE) as data:
         data.fill()

@@ -55,3 +55,9 @@ def test_a_subset_of_options_leaves_the_rest_at_their_defaults():
 def test_digit_alphabets_are_recognised(chars, digits_only):
     assert Hyperparams(chars=chars).digits_only == digits_only
     assert Hyperparams(chars=chars).num_classes == len(chars) + 1
+
+
+def test_a_recipes_hyperparameters_leave_its_options_out():
+    hp = hyperparameters.for_recipe("fast")
+    assert (hp.optimizer, hp.batch_size, hp.num_lstm_layer, hp.num_epoch) == ("adam", 64, 1, 12)
+    assert not hasattr(hp, "network") and hyperparameters.for_recipe("example") == Hyperparams()
