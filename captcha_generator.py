@@ -5,34 +5,35 @@ As a script, writes one CAPTCHA image to a file:
     python captcha_generator.py --chars 0123456789abcdefghijklmnopqrstuvwxyz --num a7k2 font/ sample.jpg
 """
 
-import argparse
 import os
 import random
-import sys
-from collections.abc import Callable
-from typing import NoReturn
 
-import cv2
 import numpy as np
 from captcha.image import ImageCaptcha
+from fontTools.ttLib import TTFont
 from PIL import Image, ImageFont
 
 import hyperparameters
+from cli import ArgumentParser, InputError, run_main, write_atomically
 from hyperparameters import RENDER_SCALE, TEXT_FIELDS, Hyperparams
+from images import to_float, to_network_input
+
+NAME_UNSAFE = "/\\_\0"  # characters a label written into a file name NNNN_TEXT cannot hold
 
 
-class InputError(ValueError):
-    """A user-supplied path or value that cannot be used; its message says what to do."""
+def missing_glyphs(font_path: str, chars: str) -> str:
+    """The characters of `chars` that the font's character map lacks (drawn as nothing or tofu)."""
+    try:
+        with TTFont(font_path, lazy=True) as font:
+            cmap = font.getBestCmap() or {}
+    except Exception:  # fontTools raises many kinds on a broken file; any means "not a usable font"
+        raise InputError(f"{font_path} is not a TrueType font file") from None
+    return "".join(c for c in chars if ord(c) not in cmap)
 
 
-def exit_with(error: Exception, code: int = 2) -> NoReturn:
-    """End the program with `error: <message>` as one line on stderr (2: bad input, as argparse)."""
-    sys.stderr.write(f"error: {error}\n")
-    sys.exit(code)
-
-
-def find_fonts(font_path: str) -> list[str]:
-    """The .ttf files at `font_path` (a file or a folder), each checked to load as a font."""
+def find_fonts(font_path: str, chars: str) -> list[str]:
+    """The .ttf files at `font_path` (a file or a folder), each checked to load as a font and to
+    have a glyph for every character of `chars`."""
     if os.path.isdir(font_path):
         paths = sorted(os.path.join(font_path, name) for name in os.listdir(font_path)
                        if name.lower().endswith(".ttf"))
@@ -47,38 +48,11 @@ def find_fonts(font_path: str) -> list[str]:
             ImageFont.truetype(path, 20)
         except OSError:
             raise InputError(f"{path} is not a TrueType font file") from None
+        missing = missing_glyphs(path, chars)
+        if missing:
+            raise InputError(f"font {path} has no glyph for {missing!r} of --chars {chars!r}: it would draw "
+                             "empty or tofu characters (remove the font or change --chars)")
     return paths
-
-
-def to_network_input(gray: np.ndarray, hp: Hyperparams) -> np.ndarray:
-    """A grayscale uint8 image of any size as the network reads it: (width, height) uint8."""
-    return cv2.resize(gray, (hp.image_width, hp.image_height)).transpose(1, 0)
-
-
-def read_gray(path: str) -> np.ndarray:
-    """An image file (any size, color or gray) as a grayscale uint8 array, or InputError."""
-    if not os.path.isfile(path):
-        raise InputError(f"image {path} does not exist")
-    if os.path.getsize(path) == 0:
-        raise InputError(f"image {path} is empty")
-    try:
-        with Image.open(path) as image:
-            return np.asarray(image.convert("L"))
-    except (OSError, Image.DecompressionBombError) as error:
-        reason = "is truncated" if "truncated" in str(error) else "is not a readable image"
-        raise InputError(f"{path} {reason}") from None
-
-
-def write_atomically(path: str, write: Callable[[str], None]) -> None:
-    """`write(temporary)`, then rename the temporary file to `path`: a reader (or a killed writer)
-    never sees half a file. Used for images here and for every checkpoint file."""
-    temporary = f"{path}.tmp{os.getpid()}"
-    try:
-        write(temporary)
-        os.replace(temporary, path)
-    finally:
-        if os.path.exists(temporary):
-            os.remove(temporary)
 
 
 def write_image(image: Image.Image, path: str) -> None:
@@ -90,11 +64,6 @@ def write_image(image: Image.Image, path: str) -> None:
     if not os.path.isdir(folder):
         raise InputError(f"output folder {folder} does not exist")
     write_atomically(path, lambda temporary: image.save(temporary, format=image_format))
-
-
-def to_float(images: np.ndarray) -> np.ndarray:
-    """uint8 pixels to float32 in [0, 1]."""
-    return images.astype(np.float32) * np.float32(1 / 255)
 
 
 def encode_label(text: str, hp: Hyperparams) -> np.ndarray:
@@ -149,6 +118,13 @@ def write_labelled(gen: CaptchaGen, count: int, folder: str) -> None:
         raise InputError(f"folder {parent} does not exist")
     if os.path.exists(folder) and not os.path.isdir(folder):
         raise InputError(f"{folder} is a file; --count writes into a folder")
+    unsafe = sorted(set(gen.hp.chars) & set(NAME_UNSAFE))
+    if unsafe:
+        raise InputError(f"--chars has {''.join(unsafe)!r}, which cannot stand in a file name NNNN_TEXT.png")
+    existing = os.listdir(folder) if os.path.isdir(folder) else []
+    if existing:
+        raise InputError(f"folder {folder} already holds {len(existing)} files; --count writes a labelled set "
+                         "into a new or empty folder, so that two sets never mix")
     os.makedirs(folder, exist_ok=True)
     width = max(4, len(str(count - 1)))
     for index in range(count):
@@ -164,7 +140,7 @@ def describe(text: str, hp: Hyperparams) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(description=__doc__)
     parser.add_argument("font_path", help="a .ttf file, or a folder of them (one is picked per character)")
     parser.add_argument("output", help="image file to write (.jpg, .png, ...); with --count, a folder")
     parser.add_argument("--num", help="text to draw, in --chars characters "
@@ -174,26 +150,20 @@ def main() -> None:
     hyperparameters.add_arguments(parser, TEXT_FIELDS)
     args = parser.parse_args()
     hp = hyperparameters.from_args(args)
-    try:
-        try:
-            hp.validate()
-        except ValueError as error:
-            raise InputError(str(error)) from None
-        fonts = find_fonts(args.font_path)
-        text = args.num
-        if text is not None:
-            check_text(text, hp)
-        gen = CaptchaGen(fonts, hp, args.seed)
-        if args.count is not None:
-            write_labelled(gen, args.count, args.output)
-            print(f"{args.count} labelled captcha images written to {args.output}")
-            return
-        text = text if text is not None else gen.random_text()
-        write_image(gen.render(text), args.output)
-    except InputError as error:
-        exit_with(error)
+    hp.validate()
+    fonts = find_fonts(args.font_path, hp.chars)
+    text = args.num
+    if text is not None:
+        check_text(text, hp)
+    gen = CaptchaGen(fonts, hp, args.seed)
+    if args.count is not None:
+        write_labelled(gen, args.count, args.output)
+        print(f"{args.count} labelled captcha images written to {args.output}")
+        return
+    text = text if text is not None else gen.random_text()
+    write_image(gen.render(text), args.output)
     print(f"Captcha image with {describe(text, hp)} written to {args.output}")
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -1,6 +1,8 @@
 """Checkpoints as the example writes them (`P-symbol.json`, `P-%04d.params`), plus the optimizer
 state (`P-%04d.states`) and the hyperparameters (`P-meta.json`). Every file is written to a
 temporary name and renamed into place, so a killed trainer never leaves a half-written one.
+The optimizer state is saved as NDArrays (MXNet's array format), never as a pickle: loading a
+checkpoint someone else made cannot run code.
 `params_digest` names a set of parameters by a hash, to compare the workers of a distributed run.
 """
 
@@ -11,15 +13,19 @@ import logging
 import os
 import re
 from collections.abc import Callable
-from dataclasses import asdict, fields
+from dataclasses import asdict
 
 import mxnet as mx
 
-from captcha_generator import write_atomically
+import hyperparameters
+from cli import TEMPORARY_MARK, InputError, temporary_path, write_atomically, write_text
 from hyperparameters import Hyperparams
 
+MAX_STATE_PARTS = 4  # arrays per weight in any optimizer's state (Adam has 2)
+STATE_TOTAL = "__num_update"  # the optimizer's update count, in a .states file
 
-class CheckpointError(ValueError):
+
+class CheckpointError(InputError):
     """A checkpoint that is missing or unreadable; the message says which and what exists."""
 
 
@@ -41,13 +47,6 @@ def meta_path(prefix: str) -> str:
     return f"{prefix}-meta.json"
 
 
-def write_text(text: str) -> Callable[[str], None]:
-    def write(path: str) -> None:
-        with open(path, "w") as file:
-            file.write(text)
-    return write
-
-
 def save(prefix: str, epoch: int, symbol, arg_params: dict, aux_params: dict, hp: Hyperparams,
          save_states: Callable[[str], None] | None = None) -> None:
     """Write the symbol, hyperparameters, parameters and (if given) optimizer states of `epoch`."""
@@ -58,6 +57,121 @@ def save(prefix: str, epoch: int, symbol, arg_params: dict, aux_params: dict, hp
     params = {f"arg:{k}": v for k, v in arg_params.items()} | {f"aux:{k}": v for k, v in aux_params.items()}
     write_atomically(params_path(prefix, epoch), lambda path: mx.nd.save(path, params))
     logging.info('Saved checkpoint to "%s"', params_path(prefix, epoch))
+
+
+def file_names(prefix: str, epochs: list[int]) -> list[str]:
+    """Every file a run writes under `prefix` for these epochs (the curves, history and lock included)."""
+    return ([f"{prefix}-symbol.json", meta_path(prefix), f"{prefix}-history.json", f"{prefix}-curves.png",
+             lock_path(prefix)] + [path for epoch in epochs for path in (params_path(prefix, epoch),
+                                                                          states_path(prefix, epoch))])
+
+
+def check_writable(prefix: str, epochs: list[int]) -> None:
+    """InputError now, before any training, if a checkpoint file of `epochs` could not be written
+    (a missing or read-only folder, a name too long, a path under /proc); tries each temporary name."""
+    folder = os.path.dirname(os.path.abspath(prefix))
+    if not os.path.isdir(folder):
+        raise InputError(f"checkpoint folder {folder} does not exist")
+    for path in file_names(prefix, epochs):
+        if os.path.isdir(path):
+            raise InputError(f"cannot write checkpoint file {path}: it is a folder")
+        probe = temporary_path(path)
+        try:
+            with open(probe, "x"):
+                pass
+        except OSError as error:
+            raise InputError(f"cannot write checkpoint file {path}: {error.strerror or error}") from None
+        finally:
+            if os.path.lexists(probe):
+                os.remove(probe)
+
+
+def clear_stale_temporaries(prefix: str) -> list[str]:
+    """Remove temporary files that a killed writer left under `prefix` (those of live processes stay)."""
+    pattern = re.compile(re.escape(os.path.basename(prefix)) + r"-.*" + re.escape(TEMPORARY_MARK) + r"(\d+)$")
+    removed = []
+    for path in glob.glob(glob.escape(prefix) + "-*" + TEMPORARY_MARK + "*"):
+        match = pattern.match(os.path.basename(path))
+        if match and not os.path.exists(f"/proc/{match.group(1)}") and os.path.isfile(path):
+            os.remove(path)
+            removed.append(path)
+    return removed
+
+
+def lock_path(prefix: str) -> str:
+    return f"{prefix}.lock"
+
+
+def lock(prefix: str):
+    """Hold an exclusive lock on `prefix` for as long as the returned file stays open (the process
+    ends, the lock goes); InputError if another live process holds it."""
+    import fcntl
+
+    file = open(lock_path(prefix), "a+")  # noqa: SIM115  (kept open: it is the lock)
+    try:
+        fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        file.seek(0)
+        holder = file.read().strip() or "another process"
+        file.close()
+        raise InputError(f"prefix {prefix} is in use by a running trainer ({holder}); wait for it, or "
+                         "choose another --prefix") from None
+    file.seek(0)
+    file.truncate()
+    file.write(f"pid {os.getpid()}")
+    file.flush()
+    return file
+
+
+def _index(text: str) -> int | str:
+    return int(text) if text.isdigit() else text  # a weight's index, or its name on a kvstore
+
+
+def save_optimizer_states(updater: "mx.optimizer.Updater", path: str) -> None:
+    """The optimizer's per-weight state and update counts as an NDArray file (no pickle):
+    `state|INDEX|PART|PARTS` arrays, `count|INDEX` and `__num_update` counters."""
+    arrays = {}
+    for index, state in updater.states.items():
+        parts = state if isinstance(state, tuple | list) else (state,)
+        for part_number, part in enumerate(parts):
+            if part is not None:
+                arrays[f"state|{index}|{part_number}|{len(parts)}"] = part.as_in_context(mx.cpu())
+    for index, count in updater.optimizer._index_update_count.items():
+        arrays[f"count|{index}"] = mx.nd.array([count], dtype="int64")
+    arrays[STATE_TOTAL] = mx.nd.array([updater.optimizer.num_update], dtype="int64")
+    mx.nd.save(path, arrays)
+
+
+def load_optimizer_states(updater: "mx.optimizer.Updater", path: str) -> None:
+    """Restore what save_optimizer_states wrote; CheckpointError for any other file (an older
+    version's pickle included: it is never unpickled)."""
+    fresh = "delete it to resume with a fresh optimizer"
+    try:
+        saved = mx.nd.load(path)
+    except mx.base.MXNetError:
+        raise CheckpointError(f"{path} is not an optimizer state this program wrote (a truncated file, or an "
+                              f"older version's pickle, which is never loaded); {fresh}") from None
+    if not isinstance(saved, dict) or STATE_TOTAL not in saved:
+        raise CheckpointError(f"{path} is not an optimizer state this program wrote; {fresh}")
+    states: dict = {}
+    counts: dict = {}
+    try:
+        for key, value in saved.items():
+            kind, *rest = key.split("|")
+            if kind == "state":
+                index, part_number, parts = _index(rest[0]), int(rest[1]), int(rest[2])
+                if not 0 <= part_number < parts <= MAX_STATE_PARTS:
+                    raise ValueError(key)
+                states.setdefault(index, [None] * parts)[part_number] = value
+            elif kind == "count":
+                counts[_index(rest[0])] = int(value.asnumpy()[0])
+        total = int(saved[STATE_TOTAL].asnumpy()[0])
+    except (ValueError, IndexError):
+        raise CheckpointError(f"{path} is a malformed optimizer state; {fresh}") from None
+    updater.states = {index: parts[0] if len(parts) == 1 else tuple(parts) for index, parts in states.items()}
+    updater.states_synced = dict.fromkeys(updater.states, False)
+    updater.optimizer._index_update_count = counts
+    updater.optimizer.num_update = total
 
 
 def params_digest(params: dict) -> str:
@@ -108,9 +222,11 @@ def load_hyperparams(prefix: str) -> Hyperparams:
     if not os.path.isfile(path):
         return Hyperparams()
     try:
-        with open(path) as file:
+        with open(path, encoding="utf-8") as file:
             saved = json.load(file)
-        known = {field.name for field in fields(Hyperparams)}
-        return Hyperparams(**{k: v for k, v in saved.items() if k in known})
-    except (ValueError, TypeError):
-        raise CheckpointError(f"{path} is not a valid checkpoint meta file") from None
+    except (OSError, ValueError) as error:
+        raise CheckpointError(f"{path} is not a valid checkpoint meta file: {error}") from None
+    try:
+        return hyperparameters.from_saved(saved)
+    except InputError as error:
+        raise CheckpointError(f"{path} is not a valid checkpoint meta file: it {error}") from None

@@ -20,7 +20,7 @@ import subprocess
 import sys
 import time
 
-from captcha_generator import InputError, exit_with
+from cli import ArgumentParser, InputError, Interrupted, check_count, exit_with, stop_on_signals
 
 HOST = "127.0.0.1"
 TRAINER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "lstm_ocr_train.py")
@@ -28,11 +28,7 @@ POLL_SECONDS = 0.2
 STOP_SECONDS = 5  # a process still running this long after SIGTERM gets SIGKILL
 EXIT_SECONDS = 30  # servers and scheduler must finish this soon after the last worker
 PR_SET_PDEATHSIG = 1  # from <sys/prctl.h>
-
-
-class Interrupted(BaseException):
-    """SIGINT or SIGTERM arrived. A BaseException, like KeyboardInterrupt, so that no `except Exception`
-    on the way (logging swallows those raised while it writes a line) can stop it."""
+MAX_PROCESSES = 4 * (os.cpu_count() or 1)  # more workers or servers than this only thrash the machine
 
 
 class ProcessFailed(Exception):
@@ -40,13 +36,12 @@ class ProcessFailed(Exception):
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[str]]:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     allow_abbrev=False)
+    parser = ArgumentParser(description=__doc__, allow_abbrev=False)
     parser.add_argument("-n", "--num_workers", type=int, default=2, help="workers [default 2]")
     parser.add_argument("-s", "--num_servers", type=int, default=1, help="parameter servers [default 1]")
     args, trainer_args = parser.parse_known_args(argv)
-    if args.num_workers <= 0 or args.num_servers <= 0:
-        raise InputError("--num_workers and --num_servers must be positive")
+    check_count("num_workers", args.num_workers, MAX_PROCESSES)
+    check_count("num_servers", args.num_servers, MAX_PROCESSES)
     return args, trainer_args
 
 
@@ -121,10 +116,6 @@ def _signal_group(process: subprocess.Popen, signum: int) -> None:
         pass
 
 
-def _raise_interrupted(signum, frame) -> None:
-    raise Interrupted(signal.Signals(signum).name)
-
-
 def launch(num_workers: int, num_servers: int, trainer_args: list[str]) -> None:
     """Start everything, wait for it, and stop whatever still runs on any way out."""
     env = os.environ | {"DMLC_PS_ROOT_URI": HOST, "DMLC_PS_ROOT_PORT": str(free_port()), "DMLC_NODE_HOST": HOST,
@@ -148,8 +139,7 @@ def main(argv: list[str] | None = None) -> None:
         args, trainer_args = parse_args(argv)
     except InputError as error:
         exit_with(error)
-    signal.signal(signal.SIGINT, _raise_interrupted)
-    signal.signal(signal.SIGTERM, _raise_interrupted)
+    stop_on_signals()
     try:
         launch(args.num_workers, args.num_servers, trainer_args)
     except Interrupted as signal_name:

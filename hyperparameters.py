@@ -3,6 +3,8 @@
 import argparse
 from dataclasses import dataclass, fields
 
+from cli import InputError
+
 DIGITS = "0123456789"
 BLANK = 0  # CTC blank class; character i of the alphabet is class i + 1
 RENDER_SCALE = 2  # captchas are drawn at twice the network's image size, then shrunk
@@ -10,6 +12,12 @@ TEXT_FIELDS = ("chars", "min_len", "max_len")  # which texts a model reads; the 
 ALIASES = {"max_len": ["--num_label"]}  # the example's name for the label length
 NON_NEGATIVE = ("momentum", "wd", "clip_gradient")  # 0 turns these off; every other number must be positive
 OPTIMIZERS = ("sgd", "adam")
+CHOICES = {"optimizer": OPTIMIZERS}  # hyperparameters whose option takes one of a few values
+# Limits on what a user hands in: an image's encoded bytes and decoded pixels (a decompression bomb
+# names its size in one line instead of filling the memory).
+MAX_IMAGE_BYTES = 50 * 1024 * 1024
+MAX_IMAGE_PIXELS = 25_000_000
+MAX_LABELS_BYTES = 64 * 1024 * 1024  # a labels.csv / labels.tsv
 # Named sets of defaults (`--recipe`); explicit options still override them. "fast" escapes the CTC
 # plateau within the first epoch: a convolutional front end, a bidirectional LSTM, Adam.
 RECIPES = {
@@ -61,23 +69,23 @@ class Hyperparams:
         return self.seq_length
 
     def validate(self) -> None:
-        """Raise ValueError naming the first setting that cannot work."""
+        """Raise InputError naming the first setting that cannot work."""
         for field in fields(self):
             value = getattr(self, field.name)
             if field.name in NON_NEGATIVE and value < 0:
-                raise ValueError(f"--{field.name} must not be negative, got {value}")
+                raise InputError(f"--{field.name} must not be negative, got {value}")
             if field.type in (int, float) and value <= 0 and field.name not in NON_NEGATIVE:
-                raise ValueError(f"--{field.name} must be positive, got {value}")
+                raise InputError(f"--{field.name} must be positive, got {value}")
         if self.min_len > self.max_len:
-            raise ValueError(f"--min_len {self.min_len} exceeds --max_len {self.max_len}")
+            raise InputError(f"--min_len {self.min_len} exceeds --max_len {self.max_len}")
         if 2 * self.max_len + 1 > self.seq_length:
-            raise ValueError(f"--seq_length {self.seq_length} is too short for {self.max_len} characters")
+            raise InputError(f"--seq_length {self.seq_length} is too short for {self.max_len} characters")
         if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"--optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
+            raise InputError(f"--optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
         if not self.chars:
-            raise ValueError("--chars must not be empty")
+            raise InputError("--chars must not be empty")
         if len(set(self.chars)) != len(self.chars):
-            raise ValueError(f"--chars has a repeated character: {self.chars!r}")
+            raise InputError(f"--chars has a repeated character: {self.chars!r}")
 
 
 def for_recipe(name: str) -> Hyperparams:
@@ -93,10 +101,30 @@ def add_arguments(parser: argparse.ArgumentParser, names: tuple[str, ...] | None
         if names is not None and field.name not in names:
             continue
         group.add_argument(f"--{field.name}", *ALIASES.get(field.name, []), type=field.type, default=field.default,
-                           help=f"[default {field.default}]")
+                           choices=CHOICES.get(field.name), help=f"[default {field.default}]")
 
 
 def from_args(args: argparse.Namespace) -> Hyperparams:
     """Collect the hyperparameter options of parsed arguments; those without an option keep their default."""
     return Hyperparams(**{field.name: getattr(args, field.name) for field in fields(Hyperparams)
                           if hasattr(args, field.name)})
+
+
+def from_saved(saved: object) -> Hyperparams:
+    """Hyperparameters from a parsed meta file: every known field, each of its declared type, and valid;
+    InputError otherwise (unknown keys are ignored: a newer program may write more)."""
+    if not isinstance(saved, dict):
+        raise InputError("is not a JSON object of hyperparameters")
+    values = {}
+    for field in fields(Hyperparams):
+        if field.name not in saved:
+            continue
+        value = saved[field.name]
+        if field.type is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if type(value) is not field.type:
+            raise InputError(f"has {field.name}={value!r}, not a {field.type.__name__}")
+        values[field.name] = value
+    hp = Hyperparams(**values)
+    hp.validate()
+    return hp

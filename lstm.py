@@ -188,30 +188,30 @@ def loss_of(training_symbol) -> str:
 
 def main() -> None:
     """Convert a checkpoint between the fused and unrolled networks (the same function)."""
-    import argparse
-
     import checkpoint
-    from captcha_generator import exit_with
+    from cli import ArgumentParser, InputError, same_file
 
-    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser = ArgumentParser(description=main.__doc__)
     parser.add_argument("--prefix", default="ocr", help="checkpoint to convert [default ocr]")
     parser.add_argument("--epoch", type=int, required=True, help="its epoch")
-    parser.add_argument("--to", required=True, help="fused or unrolled")
+    parser.add_argument("--to", required=True, choices=("fused", "unrolled"), help="the network to convert to")
     parser.add_argument("--out", required=True, help="prefix of the converted checkpoint")
     args = parser.parse_args()
-    try:
-        symbol, arg_params, aux_params = checkpoint.load(args.prefix, args.epoch)
-        if args.to not in ("fused", "unrolled") or network_of(arg_params) == "crnn":
-            raise checkpoint.CheckpointError(f"--to must be fused or unrolled, from a fused or unrolled checkpoint "
-                                             f"(this one is {network_of(arg_params)})")
-        hp = checkpoint.load_hyperparams(args.prefix)
-        converted = convert_params(arg_params, hp, args.to)
-        checkpoint.save(args.out, args.epoch, lstm_ocr(hp, args.to, loss_of(symbol)), converted, aux_params, hp)
-    except checkpoint.CheckpointError as error:
-        exit_with(error)
+    symbol, arg_params, aux_params = checkpoint.load(args.prefix, args.epoch)
+    if network_of(arg_params) == "crnn":
+        raise InputError(f"--to {args.to} converts a fused or unrolled checkpoint; this one is crnn")
+    hp = checkpoint.load_hyperparams(args.prefix)
+    checkpoint.check_writable(args.out, [args.epoch])
+    if same_file(f"{args.out}-symbol.json", f"{args.prefix}-symbol.json") or checkpoint.saved_epochs(args.out):
+        raise InputError(f"--out {args.out} already holds a checkpoint; a conversion never writes over one "
+                         "(its input included): choose a new prefix")
+    converted = convert_params(arg_params, hp, args.to)
+    checkpoint.save(args.out, args.epoch, lstm_ocr(hp, args.to, loss_of(symbol)), converted, aux_params, hp)
     print(f"{network_of(arg_params)} checkpoint {checkpoint.params_path(args.prefix, args.epoch)} written as "
           f"{args.to} {checkpoint.params_path(args.out, args.epoch)}")
 
 
 if __name__ == "__main__":
-    main()
+    from cli import run_main
+
+    run_main(main)

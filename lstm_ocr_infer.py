@@ -3,21 +3,22 @@
     python lstm_ocr_infer.py --prefix ocr --epoch 100 sample.jpg
     Digits: [0, 0, 8, 9]
 
-Several images or folders print one line per image, `PATH Digits: [...]`, and, when every file name
-ends in `_TEXT` (as `captcha_generator.py --count` writes them), a last line with the accuracy.
+Several images or folders print one line per image, `PATH Digits: [...]`, and, when every image
+has a label (a folder's labels.csv, or names NNNN_TEXT as `captcha_generator.py --count` writes
+them), a last line with the accuracy.
 """
 
-import argparse
 import os
 
 import mxnet as mx
 import numpy as np
-from PIL import Image
 
 import checkpoint
-from captcha_generator import InputError, exit_with, read_gray, to_float, to_network_input
+import labelled_data
+from cli import ArgumentParser, InputError, run_main
 from ctc_metrics import decode, lcs_ratio
 from hyperparameters import Hyperparams
+from images import read_network_input, to_float
 from lstm import inference_symbol
 
 BATCH_SIZE = 256  # images per forward pass when reading many
@@ -61,12 +62,10 @@ def format_text(text: str, hp: Hyperparams) -> str:
 
 def image_paths(paths: list[str]) -> list[str]:
     """The given files, and the image files (by extension) of the given folders, sorted."""
-    extensions = set(Image.registered_extensions())
     found = []
     for path in paths:
         if os.path.isdir(path):
-            found += sorted(os.path.join(path, name) for name in os.listdir(path)
-                            if os.path.splitext(name)[1].lower() in extensions)
+            found += sorted(os.path.join(path, name) for name in os.listdir(path) if labelled_data.is_image_name(name))
         else:
             found.append(path)
     if not found:
@@ -74,43 +73,46 @@ def image_paths(paths: list[str]) -> list[str]:
     return found
 
 
-def label_of(path: str, hp: Hyperparams) -> str | None:
-    """The text in a file name that ends in `_TEXT` (e.g. `0042_0089.png`), if it is one the model reads."""
-    stem = os.path.splitext(os.path.basename(path))[0]
-    text = stem.rsplit("_", 1)[-1] if "_" in stem else ""
-    if hp.min_len <= len(text) <= hp.max_len and set(text) <= set(hp.chars):
-        return text
-    return None
+def labels_of(paths: list[str]) -> list[str | None]:
+    """Each image's label: from its folder's labels file if it has one, else from a name NNNN_TEXT;
+    None where neither says (`scan_2023.png` carries no label)."""
+    files: dict[str, dict[str, str]] = {}
+    labels = []
+    for path in paths:
+        folder = os.path.dirname(path)
+        if folder not in files:
+            found = labelled_data.labels_file(folder or ".")
+            files[folder] = labelled_data.read_labels_file(found) if found else {}
+        by_file = {os.path.normpath(k): v for k, v in files[folder].items()}
+        labels.append(by_file.get(os.path.normpath(path)) if by_file else labelled_data.generated_label(path))
+    return labels
 
 
 def read_all(paths: list[str], prefix: str, epoch: int) -> tuple[list[str], Hyperparams]:
-    """The texts of the images at `paths`, read in batches, and the model's hyperparameters."""
-    grays = [read_gray(path) for path in paths]  # every image is checked before any output
-    mod, hp = load_module(prefix, epoch, batch_size=min(BATCH_SIZE, len(grays)))
+    """The texts of the images at `paths`, read in batches, and the model's hyperparameters. Every
+    image is checked before any output, and kept only at the network's input size."""
+    mod, hp = load_module(prefix, epoch, batch_size=min(BATCH_SIZE, len(paths)))
+    inputs = np.stack([read_network_input(path, hp) for path in paths])
     texts = []
-    for start in range(0, len(grays), BATCH_SIZE):
-        batch = np.stack([to_float(to_network_input(g, hp)) for g in grays[start:start + BATCH_SIZE]])
-        texts += [to_text(classes, hp) for classes in predict(mod, batch)]
+    for start in range(0, len(inputs), BATCH_SIZE):
+        texts += [to_text(classes, hp) for classes in predict(mod, to_float(inputs[start:start + BATCH_SIZE]))]
     return texts, hp
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(description=__doc__)
     parser.add_argument("images", nargs="+", help="CAPTCHA image files, or folders of them")
     parser.add_argument("--prefix", default="ocr", help="checkpoint prefix [default ocr]")
     parser.add_argument("--epoch", type=int, default=100, help="checkpoint epoch [default 100]")
     args = parser.parse_args()
-    try:
-        paths = image_paths(args.images)
-        texts, hp = read_all(paths, args.prefix, args.epoch)
-    except (InputError, checkpoint.CheckpointError) as error:
-        exit_with(error)
+    paths = image_paths(args.images)
+    texts, hp = read_all(paths, args.prefix, args.epoch)
     if len(args.images) == 1 and paths == args.images:  # one image: exactly the example's output
         print(format_text(texts[0], hp))
         return
     for path, text in zip(paths, texts, strict=True):
         print(path, format_text(text, hp))
-    labels = [label_of(path, hp) for path in paths]
+    labels = labels_of(paths)
     if all(label is not None for label in labels):
         exact = sum(text == label for text, label in zip(texts, labels, strict=True)) / len(paths)
         lcs = sum(lcs_ratio(list(text), list(label)) for text, label in zip(texts, labels, strict=True)) / len(paths)
@@ -118,4 +120,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -10,7 +10,6 @@ Writes `PREFIX-symbol.json`, `PREFIX-meta.json` and `PREFIX-%04d.params` (+ `.st
 import argparse
 import logging
 import os
-import signal
 import sys
 import time
 
@@ -21,7 +20,8 @@ import checkpoint
 import ctc_metrics
 import hyperparameters
 import training_curves
-from captcha_generator import InputError, exit_with, find_fonts
+from captcha_generator import find_fonts
+from cli import ArgumentParser, InputError, Interrupted, check_count, exit_with, run_main, stop_on_signals
 from hyperparameters import RECIPES, Hyperparams
 from lstm import LOSSES, NETWORKS, initial_params, lstm_ocr, network_of, output_steps
 from multiproc_data import MPData, WorkerDied
@@ -32,53 +32,43 @@ LOG_EVERY = 50  # batches between speed lines, as the example
 KV_STORES = ("local", "device", "dist_sync", "dist_async")
 DMLC_ENV = ("DMLC_PS_ROOT_URI", "DMLC_PS_ROOT_PORT", "DMLC_NUM_SERVER", "DMLC_NUM_WORKER")  # a worker needs all
 RANK_SEED_STRIDE = 1_000_003  # worker r of a distributed run generates data with --seed + r * this
-
-
-class Interrupted(BaseException):
-    """SIGINT or SIGTERM arrived. A BaseException, like KeyboardInterrupt, so that no `except Exception`
-    on the way (logging swallows those raised while it writes a line) can stop it."""
+MAX_PROCESSES = 4 * (os.cpu_count() or 1)  # generator processes beyond this only thrash the machine
+MAX_DEVICES = 64  # --cpu / --gpu contexts
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """The options; those of `--recipe` become the defaults, which explicit options override."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--recipe", default="example",
-                        help=f"a set of defaults: {', '.join(RECIPES)} (see hyperparameters.py) [default example]")
+    parser = ArgumentParser(description=__doc__)
+    parser.add_argument("--recipe", default="example", choices=tuple(RECIPES),
+                        help="a set of defaults (see hyperparameters.py) [default example]")
     parser.add_argument("font_path", help="a .ttf font file, or a folder of them")
     parser.add_argument("--gpu", type=int, default=0, help="number of GPUs to train on [default 0]")
     parser.add_argument("--cpu", type=int, default=1, help="number of CPU contexts, when --gpu is 0 [default 1]")
     parser.add_argument("--num_proc", type=int, default=2, help="CAPTCHA generating processes [default 2]")
-    parser.add_argument("--loss", default="ctc", help="ctc or warpctc [default ctc]")
-    parser.add_argument("--network", default="fused", help="fused, unrolled or crnn [default fused]")
+    parser.add_argument("--loss", default="ctc", choices=LOSSES, help="[default ctc]")
+    parser.add_argument("--network", default="fused", choices=NETWORKS, help="[default fused]")
     parser.add_argument("--prefix", default="ocr", help="checkpoint prefix [default ocr]")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace the run already saved under --prefix (its files are deleted first)")
     parser.add_argument("--pool_size", type=int, default=8192,
                         help="samples in the reused training pool (at most an epoch's); 0 = every sample "
                              "fresh, as the example (the trainer then waits for the generators) [default 8192]")
     parser.add_argument("--seed", type=int, default=None, help="random seed for reproducible runs")
     parser.add_argument("--load_epoch", type=int, default=0,
                         help="resume from checkpoint PREFIX-%%04d.params (and .states) of this epoch")
-    parser.add_argument("--kv_store", default="local",
-                        help=f"{', '.join(KV_STORES)}: how gradients of several devices (local, device) or "
+    parser.add_argument("--kv_store", default="local", choices=KV_STORES,
+                        help="how gradients of several devices (local, device) or "
                              "machines (dist_*, under DMLC_ROLE=worker) are combined [default local]")
     hyperparameters.add_arguments(parser)
     args = parser.parse_args(argv)
-    if args.recipe not in RECIPES:
-        raise InputError(f"--recipe must be one of {', '.join(RECIPES)}, got {args.recipe!r}")
     parser.set_defaults(**RECIPES[args.recipe])
     return parser.parse_args(argv)
 
 
 def check_args(args: argparse.Namespace, hp: Hyperparams) -> None:
     """Raise InputError for any option that cannot work."""
-    if args.loss not in LOSSES:
-        raise InputError(f"--loss must be one of {', '.join(LOSSES)}, got {args.loss!r}")
-    if args.network not in NETWORKS:
-        raise InputError(f"--network must be one of {', '.join(NETWORKS)}, got {args.network!r}")
-    for name in ("cpu", "num_proc"):
-        if getattr(args, name) <= 0:
-            raise InputError(f"--{name} must be positive, got {getattr(args, name)}")
-    if args.kv_store not in KV_STORES:
-        raise InputError(f"--kv_store must be one of {', '.join(KV_STORES)}, got {args.kv_store!r}")
+    check_count("num_proc", args.num_proc, MAX_PROCESSES)
+    check_count("cpu", args.cpu, MAX_DEVICES)
     distributed, worker = is_distributed(args), os.environ.get("DMLC_ROLE") == "worker"
     missing = [name for name in DMLC_ENV if not os.environ.get(name)]
     if distributed and (not worker or missing):
@@ -89,10 +79,9 @@ def check_args(args: argparse.Namespace, hp: Hyperparams) -> None:
     for name in ("gpu", "pool_size", "load_epoch"):
         if getattr(args, name) < 0:
             raise InputError(f"--{name} must not be negative, got {getattr(args, name)}")
-    try:
-        hp.validate()
-    except ValueError as error:
-        raise InputError(str(error)) from None
+    if args.gpu > MAX_DEVICES:
+        raise InputError(f"--gpu must be at most {MAX_DEVICES}, got {args.gpu}")
+    hp.validate()
     steps = output_steps(hp, args.network)
     if 2 * hp.max_len + 1 > steps:
         raise InputError(f"--network {args.network} reads {steps} steps of a {hp.seq_length}-column image, "
@@ -104,9 +93,31 @@ def check_args(args: argparse.Namespace, hp: Hyperparams) -> None:
     if args.gpu and not mx.runtime.Features().is_enabled("CUDA"):
         raise InputError("--gpu needs an MXNet build with CUDA; this one is CPU-only "
                          "(pip install mxnet-cu112==1.9.1 brings CUDA 11.2), or train with --cpu")
-    folder = os.path.dirname(os.path.abspath(args.prefix))
-    if not os.path.isdir(folder):
-        raise InputError(f"checkpoint folder {folder} does not exist")
+    if args.load_epoch and args.overwrite:
+        raise InputError("--overwrite starts a new run; --load_epoch resumes one: give one of them")
+    checkpoint.check_writable(args.prefix, list(range(args.load_epoch + 1, hp.num_epoch + 1)))
+
+
+def claim_prefix(args: argparse.Namespace) -> None:
+    """Make `--prefix` this run's: a new run never writes over another run's files unless told to
+    (`--overwrite` deletes them first); a resumed run keeps them. Temporary files of killed runs go."""
+    for path in checkpoint.clear_stale_temporaries(args.prefix):
+        logging.info("Removed %s, left by a stopped run", path)
+    if args.load_epoch:
+        return
+    epochs = checkpoint.saved_epochs(args.prefix)
+    existing = [path for path in checkpoint.file_names(args.prefix, epochs)
+                if os.path.isfile(path) and path != checkpoint.lock_path(args.prefix)]
+    if not existing:
+        return
+    if not args.overwrite:
+        saved = f"epochs {epochs[0]}-{epochs[-1]}" if epochs else os.path.basename(existing[0])
+        raise InputError(f"prefix {args.prefix} already holds a run ({saved}): resume it with --load_epoch "
+                         f"{epochs[-1] if epochs else 'N'}, choose another --prefix, or pass --overwrite to "
+                         "replace it")
+    for path in existing:
+        os.remove(path)
+    logging.info("--overwrite: removed the %d files of the earlier run under %s", len(existing), args.prefix)
 
 
 def is_distributed(args: argparse.Namespace) -> bool:
@@ -170,7 +181,8 @@ def fit(mod: mx.mod.Module, train_iter: OCRIter, val_iter, hp: Hyperparams, pref
         if prefix is not None:
             arg_params, aux_params = mod.get_params()
             checkpoint.save(prefix, epoch + 1, mod.symbol, arg_params, aux_params, hp,
-                            mod.save_optimizer_states if save_states else None)
+                            (lambda path: checkpoint.save_optimizer_states(updater_of(mod), path))
+                            if save_states else None)
         val_scores = dict(mod.score(val_iter, metric))
         for name, value in val_scores.items():
             logging.info("Epoch[%d] Validation-%s=%f", epoch, name, value)
@@ -216,11 +228,30 @@ def build_module(args: argparse.Namespace, hp: Hyperparams, kv: "mx.kv.KVStore |
     if is_distributed(args):  # the servers hold the optimizer, and MXNet cannot load its state there
         logging.warning("Distributed: the optimizer starts afresh on the servers")
     elif os.path.isfile(states):
-        mod.load_optimizer_states(states)
+        load_optimizer_states(mod, states)
     else:
         logging.warning("No optimizer state %s: the optimizer starts afresh", states)
     logging.info("Resuming from %s", checkpoint.params_path(args.prefix, args.load_epoch))
     return mod
+
+
+def updater_of(mod: mx.mod.Module) -> "mx.optimizer.Updater":
+    """Where a bound Module keeps its optimizer's state: its own updater, or its kvstore's."""
+    return mod._kvstore._updater if mod._update_on_kvstore else mod._updater
+
+
+def load_optimizer_states(mod: mx.mod.Module, path: str) -> None:
+    """Restore a `.states` file into `mod`, checking that every state has its weight's shape."""
+    updater = updater_of(mod)
+    checkpoint.load_optimizer_states(updater, path)
+    names = mod._exec_group.param_names
+    shapes = {i: arrays[0].shape for i, arrays in enumerate(mod._exec_group.param_arrays)}
+    shapes |= {names[i]: shape for i, shape in list(shapes.items())}
+    for index, state in updater.states.items():
+        parts = state if isinstance(state, tuple) else (state,)
+        if index not in shapes or any(p is not None and p.shape != shapes[index] for p in parts):
+            raise checkpoint.CheckpointError(f"{path} does not fit the network being resumed; delete it to "
+                                             "resume with a fresh optimizer")
 
 
 def train(args: argparse.Namespace, hp: Hyperparams, fonts: list[str]) -> None:
@@ -237,6 +268,9 @@ def train(args: argparse.Namespace, hp: Hyperparams, fonts: list[str]) -> None:
     if distributed:
         logging.basicConfig(level=logging.INFO, format=f"%(asctime)-15s [rank {rank}] %(message)s", force=True)
         logging.info("Worker %d of %d, kvstore %s", rank, kv.num_workers, kv.type)
+    prefix_lock = checkpoint.lock(args.prefix) if rank == 0 else None  # noqa: F841  (held until exit)
+    if rank == 0:
+        claim_prefix(args)
     mod = build_module(args, hp, kv)
     block_size = BLOCK_SIZE if args.pool_size else hp.batch_size
     pool_blocks = max(1, min(args.pool_size, hp.train_epoch_size) // block_size)  # no bigger than an epoch
@@ -261,28 +295,15 @@ def train(args: argparse.Namespace, hp: Hyperparams, fonts: list[str]) -> None:
             logging.info("Parameters sha256=%s", checkpoint.params_digest(mod.get_params()[0]))
 
 
-def _raise_interrupted(signum, frame) -> None:
-    raise Interrupted(signal.Signals(signum).name)
-
-
 def main(argv: list[str] | None = None) -> None:
-    try:
-        args = parse_args(argv)
-    except InputError as error:
-        exit_with(error)
+    args = parse_args(argv)
     hp = hyperparameters.from_args(args)
     logging.basicConfig(level=logging.INFO, format="%(asctime)-15s %(message)s")
-    try:
-        check_args(args, hp)
-        fonts = find_fonts(args.font_path)
-    except InputError as error:
-        exit_with(error)
-    signal.signal(signal.SIGINT, _raise_interrupted)
-    signal.signal(signal.SIGTERM, _raise_interrupted)
+    check_args(args, hp)
+    fonts = find_fonts(args.font_path, hp.chars)
+    stop_on_signals()
     try:
         train(args, hp, fonts)
-    except (InputError, checkpoint.CheckpointError) as error:
-        exit_with(error)
     except Interrupted as signal_name:
         epochs = checkpoint.saved_epochs(args.prefix)
         last = checkpoint.params_path(args.prefix, epochs[-1]) if epochs else "none"
@@ -293,4 +314,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

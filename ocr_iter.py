@@ -5,8 +5,8 @@ from collections.abc import Callable
 import mxnet as mx
 import numpy as np
 
-from captcha_generator import to_float
 from hyperparameters import Hyperparams
+from images import to_float
 
 Batch = tuple[np.ndarray, np.ndarray]  # uint8 images (N, width, height), int32 labels (N, num_label)
 

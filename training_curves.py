@@ -9,8 +9,7 @@ import matplotlib
 matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
 
-from captcha_generator import write_atomically  # noqa: E402
-from checkpoint import write_text  # noqa: E402
+from cli import write_atomically, write_text  # noqa: E402
 
 
 @dataclass

@@ -50,7 +50,8 @@ def main() -> None:
     mod, fixed = build_module(hp, network, "ctc"), random_batch(hp)
     print(f"# {' '.join(sys.argv)}  ({network}, batch {hp.batch_size}, {args.num_proc} generator processes)")
     model_before = train_rate(mod, [fixed] * (args.batches + 2), hp)
-    with MPData(args.num_proc, find_fonts(args.font_path), hp, BLOCK_SIZE, args.pool_size // BLOCK_SIZE) as data:
+    fonts = find_fonts(args.font_path, hp.chars)
+    with MPData(args.num_proc, fonts, hp, BLOCK_SIZE, args.pool_size // BLOCK_SIZE) as data:
         data.fill()
         train_iter = OCRIter(hp.batch_size * (args.batches + 2), hp, data.sample)
         received, tic = data.received, time.perf_counter()

@@ -4,9 +4,11 @@ import cv2
 import numpy as np
 import pytest
 
-from captcha_generator import CaptchaGen, InputError, check_text, describe, encode_label, find_fonts, to_network_input
+from captcha_generator import CaptchaGen, check_text, describe, encode_label, find_fonts
+from cli import InputError
 from conftest import run_script
 from hyperparameters import Hyperparams
+from images import to_network_input
 
 ALNUM = "0123456789abcdefghijklmnopqrstuvwxyz"
 
@@ -61,11 +63,11 @@ def test_text_outside_alphabet_or_length_is_refused():
 
 
 def test_find_fonts_accepts_a_file_or_folder(font, tmp_path):
-    assert find_fonts(font) == [font]
+    assert find_fonts(font, "0123456789") == [font]
     (tmp_path / "b.ttf").write_bytes(open(font, "rb").read())
     (tmp_path / "a.TTF").write_bytes(open(font, "rb").read())
     (tmp_path / "notes.txt").write_text("not a font")
-    assert [os.path.basename(p) for p in find_fonts(str(tmp_path))] == ["a.TTF", "b.ttf"]
+    assert [os.path.basename(p) for p in find_fonts(str(tmp_path), "0")] == ["a.TTF", "b.ttf"]
 
 
 @pytest.mark.parametrize("make, message", [
@@ -75,7 +77,7 @@ def test_find_fonts_accepts_a_file_or_folder(font, tmp_path):
 ])
 def test_find_fonts_refuses_bad_paths(tmp_path, make, message):
     with pytest.raises(InputError, match=message):
-        find_fonts(make(tmp_path))
+        find_fonts(make(tmp_path), "0")
 
 
 def test_script_writes_the_given_digits(font, tmp_path):

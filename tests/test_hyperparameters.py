@@ -1,4 +1,5 @@
 import argparse
+import dataclasses
 
 import pytest
 
@@ -58,6 +59,10 @@ def test_digit_alphabets_are_recognised(chars, digits_only):
 
 
 def test_a_recipes_hyperparameters_leave_its_options_out():
+    recipe = hyperparameters.RECIPES["fast"]
+    assert recipe["network"] == "crnn"  # an option, not a hyperparameter: for_recipe must leave it out
     hp = hyperparameters.for_recipe("fast")
     assert (hp.optimizer, hp.batch_size, hp.num_lstm_layer, hp.num_epoch) == ("adam", 64, 1, 12)
-    assert not hasattr(hp, "network") and hyperparameters.for_recipe("example") == Hyperparams()
+    for field in dataclasses.fields(Hyperparams):
+        assert getattr(hp, field.name) == recipe.get(field.name, field.default)
+    assert hyperparameters.for_recipe("example") == Hyperparams()

@@ -112,11 +112,18 @@ def test_accuracy_line_counts_right_and_wrong_names(model, tmp_path, font, sampl
     one = run_script("lstm_ocr_infer.py", "--prefix", model, "--epoch", "3", sample)
     predicted = one.stdout.split("[")[1].split("]")[0].replace(", ", "")
     wrong = "1111" if predicted != "1111" else "2222"
-    shutil.copy(sample, tmp_path / f"0000_{predicted}.png")
-    shutil.copy(sample, tmp_path / f"0001_{wrong}.png")
-    result = run_script("lstm_ocr_infer.py", "--prefix", model, "--epoch", "3", str(tmp_path))
-    if 3 <= len(predicted) <= 4:
-        assert result.stdout.splitlines()[-1].startswith("accuracy=0.5000 ")
+    by_name, by_file = tmp_path / "by_name", tmp_path / "by_file"
+    by_name.mkdir()
+    by_file.mkdir()
+    shutil.copy(sample, by_name / f"0000_{predicted}x.png")  # the untrained model's reading may be empty
+    shutil.copy(sample, by_name / f"0001_{wrong}.png")
+    result = run_script("lstm_ocr_infer.py", "--prefix", model, "--epoch", "3", str(by_name))
+    assert result.stdout.splitlines()[-1].startswith("accuracy=0.0000 "), result.stderr
+    shutil.copy(sample, by_file / "right.png")
+    shutil.copy(sample, by_file / "wrong.png")
+    (by_file / "labels.csv").write_text(f"file,text\nright.png,{predicted}\nwrong.png,{wrong}\n")
+    result = run_script("lstm_ocr_infer.py", "--prefix", model, "--epoch", "3", str(by_file))
+    assert result.stdout.splitlines()[-1].startswith("accuracy=0.5000 "), result.stderr
     unlabelled = run_script("lstm_ocr_infer.py", "--prefix", model, "--epoch", "3", sample, sample)
     assert len(unlabelled.stdout.splitlines()) == 2  # no accuracy line without labels in the names
 

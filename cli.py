@@ -1,0 +1,108 @@
+"""Command-line plumbing shared by every script: one error type, one `error:` line, atomic writes,
+signals as an exception. Imports nothing of this project's, so every module may use it."""
+
+import argparse
+import os
+import signal
+import sys
+from collections.abc import Callable
+from typing import NoReturn
+
+
+class InputError(ValueError):
+    """A user-supplied path, file or value that cannot be used; its message says what to do."""
+
+
+class Interrupted(BaseException):
+    """SIGINT or SIGTERM arrived. A BaseException, like KeyboardInterrupt, so that no `except Exception`
+    on the way (logging swallows those raised while it writes a line) can stop it."""
+
+
+def exit_with(error: Exception | str, code: int = 2) -> NoReturn:
+    """End the program with `error: <message>` as one line on stderr (2: bad input, as argparse)."""
+    message = " ".join(str(error).split()) or type(error).__name__
+    sys.stderr.write(f"error: {message}\n")
+    sys.exit(code)
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse whose own errors (unknown option, bad choice, missing argument) are one `error:` line."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", argparse.RawDescriptionHelpFormatter)
+        super().__init__(*args, **kwargs)
+
+    def error(self, message: str) -> NoReturn:
+        exit_with(f"{message} (see {self.prog} --help)")
+
+
+def _raise_interrupted(signum, frame) -> None:
+    raise Interrupted(signal.Signals(signum).name)
+
+
+def stop_on_signals() -> None:
+    """From now on SIGINT and SIGTERM raise Interrupted (with the signal's name) in the main thread."""
+    signal.signal(signal.SIGINT, _raise_interrupted)
+    signal.signal(signal.SIGTERM, _raise_interrupted)
+
+
+def run_main(main: Callable[[], None]) -> None:
+    """Run a script's `main`: an InputError becomes one `error:` line (exit 2), and a reader that closed
+    our standard output (`... | head -1`) one line too (exit 1), never a traceback."""
+    try:
+        main()
+        sys.stdout.flush()
+    except InputError as error:
+        exit_with(error)
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the exit's own flush must not fail again
+        exit_with("standard output was closed before every result was written", code=1)
+
+
+def write_atomically(path: str, write: Callable[[str], None]) -> None:
+    """`write(temporary)`, then rename the temporary file to `path`: a reader (or a killed writer)
+    never sees half a file, and a failed write (disk full, no permission) leaves `path` as it was,
+    removes the temporary file and raises InputError naming the reason."""
+    temporary = temporary_path(path)
+    try:
+        write(temporary)
+        os.replace(temporary, path)
+    except (OSError, RuntimeError) as error:  # RuntimeError: MXNet's own writers (MXNetError)
+        lines = str(error).strip().splitlines() or [type(error).__name__]
+        reason = getattr(error, "strerror", None) or lines[-1]
+        raise InputError(f"cannot write {path}: {reason}") from None
+    finally:
+        if os.path.lexists(temporary):
+            try:
+                os.remove(temporary)
+            except OSError:
+                pass
+
+
+TEMPORARY_MARK = ".tmp"  # write_atomically's temporary file is PATH.tmpPID
+
+
+def temporary_path(path: str) -> str:
+    return f"{path}{TEMPORARY_MARK}{os.getpid()}"
+
+
+def write_text(text: str) -> Callable[[str], None]:
+    """A writer for write_atomically that writes `text`."""
+    def write(path: str) -> None:
+        with open(path, "w") as file:
+            file.write(text)
+    return write
+
+
+def check_count(name: str, value: int, most: int) -> None:
+    """Raise InputError unless 1 <= value <= most: counts of processes, devices and the like."""
+    if not 1 <= value <= most:
+        raise InputError(f"--{name} must be between 1 and {most} on this machine, got {value}")
+
+
+def same_file(path: str, other: str) -> bool:
+    """Whether two paths name one existing file (through links, `./` and the like)."""
+    try:
+        return os.path.samefile(path, other)
+    except OSError:
+        return False

@@ -1,0 +1,79 @@
+"""The shared command-line plumbing: one error line, atomic writes, signals."""
+
+import logging
+import os
+import signal
+import subprocess
+
+import pytest
+
+from cli import ArgumentParser, InputError, Interrupted, _raise_interrupted, check_count, run_main, write_atomically
+from conftest import PYTHON, ROOT
+
+
+def test_a_signal_while_a_log_line_is_written_still_stops_the_program():
+    """logging swallows an Exception raised while it writes; the interrupt must get through."""
+
+    class SignalledStream:
+        def write(self, text: str) -> None:
+            _raise_interrupted(signal.SIGTERM, None)
+
+        def flush(self) -> None:
+            pass
+
+    logger = logging.getLogger("test_interrupt")
+    logger.propagate = False
+    logger.addHandler(logging.StreamHandler(SignalledStream()))
+    with pytest.raises(Interrupted):
+        logger.warning("a line")
+
+
+def test_argparse_errors_are_one_error_line(capsys):
+    parser = ArgumentParser(prog="prog")
+    parser.add_argument("--loss", choices=("ctc", "warpctc"))
+    with pytest.raises(SystemExit) as exit_info:
+        parser.parse_args(["--loss", "nope"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and "usage" not in err and "'nope'" in err
+
+
+def test_run_main_turns_an_input_error_into_one_line(capsys):
+    def main() -> None:
+        raise InputError("the reason\nacross lines")
+
+    with pytest.raises(SystemExit) as exit_info:
+        run_main(main)
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err == "error: the reason across lines\n"
+
+
+def test_a_failed_atomic_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path):
+    target = tmp_path / "kept.txt"
+    target.write_text("old")
+
+    def write(path: str) -> None:
+        with open(path, "w") as file:
+            file.write("half")
+        raise OSError(28, "No space left on device")
+
+    with pytest.raises(InputError, match="cannot write .*kept.txt: No space left on device"):
+        write_atomically(str(target), write)
+    assert target.read_text() == "old"
+    assert os.listdir(tmp_path) == ["kept.txt"]
+
+
+@pytest.mark.parametrize("value", [0, -1, 10_000])
+def test_counts_far_beyond_the_machine_are_refused(value):
+    with pytest.raises(InputError, match="--num_proc must be between 1 and 8"):
+        check_count("num_proc", value, 8)
+
+
+def test_output_into_a_closed_pipe_is_one_line(tmp_path):
+    """`... | head -1`: the reader goes away; the writer says so in one line, no traceback."""
+    script = tmp_path / "many.py"
+    script.write_text(f"import sys\nsys.path.insert(0, {ROOT!r})\nfrom cli import run_main\n"
+                      "def main():\n    for i in range(200000):\n        print(i)\nrun_main(main)\n")
+    result = subprocess.run(f"{PYTHON} {script} | head -1", shell=True, capture_output=True, text=True, timeout=60)
+    assert result.stdout == "0\n"
+    assert result.stderr == "error: standard output was closed before every result was written\n"
