@@ -18,6 +18,8 @@ CHOICES = {"optimizer": OPTIMIZERS}  # hyperparameters whose option takes one of
 MAX_IMAGE_BYTES = 50 * 1024 * 1024
 MAX_IMAGE_PIXELS = 25_000_000
 MAX_LABELS_BYTES = 64 * 1024 * 1024  # a labels.csv / labels.tsv
+MAX_MODEL_BYTES = 512 * 1024 * 1024  # an ONNX model file handed to inference or the server
+ONNX_FORMAT = "lstm-ocr"  # metadata `format` of the ONNX models `lstm.py --to onnx` writes
 # Named sets of defaults (`--recipe`); explicit options still override them. "fast" escapes the CTC
 # plateau within the first epoch: a convolutional front end, a bidirectional LSTM, Adam.
 RECIPES = {

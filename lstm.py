@@ -187,16 +187,27 @@ def loss_of(training_symbol) -> str:
 
 
 def main() -> None:
-    """Convert a checkpoint between the fused and unrolled networks (the same function)."""
+    """Convert a checkpoint between the fused and unrolled networks (the same function), or export
+    any checkpoint's inference network as an ONNX model (`--to onnx --out model.onnx`)."""
     import checkpoint
     from cli import ArgumentParser, InputError, same_file
 
     parser = ArgumentParser(description=main.__doc__)
     parser.add_argument("--prefix", default="ocr", help="checkpoint to convert [default ocr]")
     parser.add_argument("--epoch", type=int, required=True, help="its epoch")
-    parser.add_argument("--to", required=True, choices=("fused", "unrolled"), help="the network to convert to")
-    parser.add_argument("--out", required=True, help="prefix of the converted checkpoint")
+    parser.add_argument("--to", required=True, choices=("fused", "unrolled", "onnx"),
+                        help="the network to convert to, or onnx: an ONNX model file for ONNX Runtime")
+    parser.add_argument("--out", required=True, help="prefix of the converted checkpoint, or the .onnx file")
     args = parser.parse_args()
+    if args.to == "onnx":
+        import onnx_export
+
+        if any(same_file(args.out, path) for path in (f"{args.prefix}-symbol.json", checkpoint.meta_path(args.prefix),
+                                                     checkpoint.params_path(args.prefix, args.epoch))):
+            raise InputError(f"--out {args.out} is a file of the checkpoint itself; choose a new name")
+        network = onnx_export.export(args.prefix, args.epoch, args.out)
+        print(f"{network} checkpoint {checkpoint.params_path(args.prefix, args.epoch)} exported as ONNX {args.out}")
+        return
     symbol, arg_params, aux_params = checkpoint.load(args.prefix, args.epoch)
     if network_of(arg_params) == "crnn":
         raise InputError(f"--to {args.to} converts a fused or unrolled checkpoint; this one is crnn")
