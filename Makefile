@@ -2,17 +2,26 @@
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
+# A second venv without MXNet (today's numpy), where the ONNX reading path is tested.
+ONNX_VENV := .venv-onnx
 DEJAVU_DIR := /usr/share/fonts/truetype/dejavu
 DEJAVU_FONTS := DejaVuSans DejaVuSans-Bold DejaVuSansMono DejaVuSansMono-Bold DejaVuSerif DejaVuSerif-Bold
 TRAIN_ARGS ?=
 
-.PHONY: setup fonts train test lint bench clean
+.PHONY: setup onnx-venv fonts train test lint bench clean
 
 setup: $(VENV)/.installed fonts
 
 $(VENV)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet -r requirements.txt
+	touch $@
+
+onnx-venv: $(ONNX_VENV)/.installed
+
+$(ONNX_VENV)/.installed: requirements-onnx.txt
+	$(PYTHON) -m venv $(ONNX_VENV)
+	$(ONNX_VENV)/bin/python -m pip install --quiet -r requirements-onnx.txt
 	touch $@
 
 # Freely licensed fonts every machine has offline: the captcha package's DroidSansMono, and
@@ -26,7 +35,7 @@ fonts: $(VENV)/.installed
 train: setup
 	$(PY) lstm_ocr_train.py $(TRAIN_ARGS) font/
 
-test: setup
+test: setup onnx-venv
 	$(PY) -m ruff check .
 	$(PY) -m pytest -q
 
@@ -34,4 +43,4 @@ bench: setup
 	$(PY) bench/run_all.py
 
 clean:
-	rm -rf $(VENV) font/*.ttf
+	rm -rf $(VENV) $(ONNX_VENV) font/*.ttf

@@ -1,18 +1,23 @@
 """The inference script: the example's output line, and a clear one-line error for every bad input."""
 
+import json
 import os
 import shutil
+import subprocess
+import sys
 
 import mxnet as mx
+import numpy as np
 import pytest
 from PIL import Image
 
 import checkpoint
 from captcha_generator import CaptchaGen
+from cli import InputError
 from conftest import ROOT, run_script
 from hyperparameters import Hyperparams
 from lstm import initial_params, lstm_ocr
-from lstm_ocr_infer import format_text, to_text
+from lstm_ocr_infer import Reader, format_text, to_text
 
 
 @pytest.fixture(scope="module")
@@ -162,3 +167,111 @@ def test_a_meta_file_that_does_not_fit_the_params_is_refused(model, sample, tmp_
     open(checkpoint.meta_path(prefix), "w").write('{"chars": "abc"}')
     _one_line_error(run_script("lstm_ocr_infer.py", "--prefix", prefix, "--epoch", "3", sample),
                     "has 3 characters but", "has 10")
+
+
+# --- ONNX, confidences, JSON, the Python API ---------------------------------------------------
+
+ONNX_PYTHON = os.path.join(ROOT, ".venv-onnx", "bin", "python")
+
+
+@pytest.fixture(scope="module")
+def onnx_model(model, tmp_path_factory) -> str:
+    out = str(tmp_path_factory.mktemp("onnx") / "model.onnx")
+    result = run_script("lstm.py", "--prefix", model, "--epoch", "3", "--to", "onnx", "--out", out)
+    assert result.returncode == 0, result.stderr
+    return out
+
+
+def _in_onnx_venv(*args: str) -> subprocess.CompletedProcess:
+    if not os.path.exists(ONNX_PYTHON):
+        pytest.fail("no .venv-onnx: `make onnx-venv` (a dependency of `make test`) creates it")
+    return subprocess.run([ONNX_PYTHON, *args], capture_output=True, text=True, timeout=120, cwd=ROOT)
+
+
+def test_the_onnx_path_runs_without_mxnet_and_prints_the_same_lines(model, onnx_model, tmp_path, font, sample):
+    assert "No module named 'mxnet'" in _in_onnx_venv("-c", "import mxnet").stderr
+    assert _in_onnx_venv("-c", "import numpy; print(numpy.__version__)").stdout.startswith("2.")
+    folder = tmp_path / "set"
+    assert run_script("captcha_generator.py", "--count", "12", "--seed", "2", font, str(folder)).returncode == 0
+    for images in ([sample], [str(folder)], [str(folder), "--json"]):
+        expected = run_script("lstm_ocr_infer.py", "--prefix", model, "--epoch", "3", *images)
+        found = _in_onnx_venv(os.path.join(ROOT, "lstm_ocr_infer.py"), "--onnx", onnx_model, *images)
+        assert expected.returncode == 0 and found.returncode == 0, found.stderr
+        if "--json" not in images:
+            assert found.stdout == expected.stdout
+            continue
+        mine_lines, their_lines = found.stdout.splitlines(), expected.stdout.splitlines()
+        for mine, theirs in zip(map(json.loads, mine_lines), map(json.loads, their_lines), strict=True):
+            assert mine["path"] == theirs["path"] and mine["text"] == theirs["text"]
+            assert abs(mine["confidence"] - theirs["confidence"]) <= 1e-4
+
+
+def test_json_lines_carry_confidence_and_character_probabilities(onnx_model, tmp_path, font):
+    folder = tmp_path / "set"
+    assert run_script("captcha_generator.py", "--count", "6", "--seed", "3", font, str(folder)).returncode == 0
+    result = run_script("lstm_ocr_infer.py", "--onnx", onnx_model, "--json", str(folder))
+    assert result.returncode == 0, result.stderr
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert len(lines) == 6 and [line["path"] for line in lines] == sorted(str(p) for p in folder.iterdir())
+    for line in lines:
+        assert set(line) == {"path", "text", "confidence", "chars"}
+        assert "".join(c["char"] for c in line["chars"]) == line["text"]
+        assert 0 <= line["confidence"] <= 1 and all(0 < c["probability"] <= 1 for c in line["chars"])
+    threshold = sorted(line["confidence"] for line in lines)[3]
+    marked = run_script("lstm_ocr_infer.py", "--onnx", onnx_model, "--json", "--min_confidence", str(threshold),
+                        str(folder))
+    rejected = [json.loads(line)["rejected"] for line in marked.stdout.splitlines()]
+    assert rejected == [line["confidence"] < threshold for line in lines] and sum(rejected) == 3
+    text = run_script("lstm_ocr_infer.py", "--onnx", onnx_model, "--min_confidence", str(threshold), str(folder))
+    assert sum(" rejected confidence=" in line for line in text.stdout.splitlines()) == 3
+
+
+def test_bad_options_and_models_are_one_line(model, onnx_model, sample, tmp_path):
+    _one_line_error(run_script("lstm_ocr_infer.py", "--onnx", onnx_model, "--epoch", "3", sample), "not both")
+    _one_line_error(run_script("lstm_ocr_infer.py", "--onnx", onnx_model, "--min_confidence", "2", sample),
+                    "between 0 and 1")
+    _one_line_error(run_script("lstm_ocr_infer.py", "--onnx", checkpoint.params_path(model, 3), sample),
+                    "not a readable ONNX model")
+    _one_line_error(run_script("lstm_ocr_infer.py", "--onnx", str(tmp_path / "none.onnx"), sample), "none.onnx")
+    import onnx
+    stripped = onnx.load(onnx_model)
+    del stripped.metadata_props[:]
+    onnx.save(stripped, str(tmp_path / "other.onnx"))
+    _one_line_error(run_script("lstm_ocr_infer.py", "--onnx", str(tmp_path / "other.onnx"), sample),
+                    "not one `lstm.py --to onnx` wrote")
+
+
+def test_reader_reads_paths_bytes_and_arrays_alike(model, onnx_model, sample):
+    for reader in (Reader(model, 3), Reader.onnx(onnx_model)):
+        pixels = np.asarray(Image.open(sample))
+        readings = [reader.read(sample), reader.read(open(sample, "rb").read()), reader.read(pixels)]
+        assert len({(r.text, round(r.confidence, 6)) for r in readings}) == 1
+        many = reader.read_many([sample, pixels] * 3)
+        assert [r.text for r in many] == [readings[0].text] * 6
+        with pytest.raises(InputError, match="not a readable image"):
+            reader.read(b"not an image")
+
+
+def _readme_snippet() -> str:
+    text = open(os.path.join(ROOT, "README.md"), encoding="utf-8").read()
+    section = text[text.index("## A Python API"):]
+    start = section.index("```python\n") + len("```python\n")
+    return section[start:section.index("\n```", start)]
+
+
+def test_the_readme_snippet_runs(tmp_path, sample):
+    """The README's Python example, as written there, run beside the shipped model and a sample.png of 0089."""
+    os.symlink(os.path.join(ROOT, "pretrained"), tmp_path / "pretrained")
+    gen = run_script("captcha_generator.py", os.path.join(ROOT, "font", "DejaVuSerif.ttf")
+                     if os.path.exists(os.path.join(ROOT, "font", "DejaVuSerif.ttf")) else font_of_captcha(),
+                     str(tmp_path / "sample.png"), "--num", "0089")
+    assert gen.returncode == 0, gen.stderr
+    result = subprocess.run([sys.executable, "-c", _readme_snippet()], capture_output=True, text=True, timeout=120,
+                            cwd=tmp_path, env=dict(os.environ, PYTHONPATH=ROOT))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[0].startswith("0089 0.9"), result.stdout
+
+
+def font_of_captcha() -> str:
+    import captcha
+    return os.path.join(os.path.dirname(captcha.__file__), "data", "DroidSansMono.ttf")

@@ -1,0 +1,125 @@
+"""ONNX export: every network reads 1,000 captchas as MXNet does, probabilities within 1e-4."""
+
+import os
+
+import mxnet as mx
+import numpy as np
+import onnx
+import pytest
+
+import checkpoint
+from captcha_generator import CaptchaGen
+from conftest import ROOT, run_script
+from hyperparameters import Hyperparams
+from lstm import initial_params, lstm_ocr
+from lstm_ocr_infer import Reader
+from onnx_export import UNROLLED_TO_ONNX_GATES, fused_layers
+
+CAPTCHAS = 1000
+TOLERANCE = 1e-4
+PRETRAINED = os.path.join(ROOT, "pretrained", "ocr")
+
+
+@pytest.fixture(scope="module")
+def captchas(font_path) -> np.ndarray:
+    """1,000 fresh captchas as network inputs (uint8, width x height), drawn once for the module."""
+    gen = CaptchaGen([font_path], Hyperparams(), seed=5)
+    return np.stack([gen.image_u8(gen.random_text()) for _ in range(CAPTCHAS)])
+
+
+@pytest.fixture(scope="module")
+def font_path() -> str:
+    import captcha
+    return os.path.join(os.path.dirname(captcha.__file__), "data", "DroidSansMono.ttf")
+
+
+def tiny_checkpoint(folder, network: str, hp: Hyperparams, seed: int = 0) -> str:
+    """An untrained checkpoint at epoch 1; a crnn's batch-norm statistics are random, not 0 and 1."""
+    mx.random.seed(seed)
+    prefix = str(folder / network / "ocr")
+    os.makedirs(os.path.dirname(prefix), exist_ok=True)
+    aux = {}
+    if network == "crnn":
+        symbol = lstm_ocr(hp, network, None)
+        _, _, shapes = symbol.infer_shape(data=(1, hp.image_width, hp.image_height))
+        rng = np.random.default_rng(seed)
+        aux = {name: mx.nd.array(rng.uniform(0.5, 1.5, shape) if name.endswith("var") else rng.normal(0, 0.1, shape))
+               for name, shape in zip(symbol.list_auxiliary_states(), shapes, strict=True)}
+    checkpoint.save(prefix, 1, lstm_ocr(hp, network, "ctc"), initial_params(hp, network, mx.init.Xavier()), aux, hp)
+    return prefix
+
+
+NETWORKS = [("fused", Hyperparams(num_hidden=16)),
+            ("unrolled", Hyperparams(num_hidden=12)),
+            ("crnn", Hyperparams(num_hidden=16, num_lstm_layer=2, chars="0123456789abc"))]
+
+
+def _export(prefix: str, epoch: int, out: str) -> None:
+    result = run_script("lstm.py", "--prefix", prefix, "--epoch", str(epoch), "--to", "onnx", "--out", out)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.endswith(f"exported as ONNX {out}\n")
+
+
+def _same_readings(prefix: str, epoch: int, out: str, captchas: np.ndarray) -> None:
+    mxnet_reader, onnx_reader = Reader(prefix, epoch), Reader.onnx(out)
+    inputs = captchas.astype(np.float32) / 255
+    largest = 0.0
+    for start in range(0, len(inputs), 250):
+        batch = inputs[start:start + 250]
+        expected, found = mxnet_reader.model.probabilities(batch), onnx_reader.model.probabilities(batch)
+        assert found.shape == expected.shape
+        largest = max(largest, float(np.abs(found - expected).max()))
+    assert largest <= TOLERANCE, largest
+    expected_texts = [r.text for r in mxnet_reader.read_inputs(captchas)]
+    assert [r.text for r in onnx_reader.read_inputs(captchas)] == expected_texts
+    assert len(set(expected_texts)) > 1  # the comparison says something: the readings differ between images
+
+
+@pytest.mark.parametrize("network, hp", NETWORKS, ids=[n for n, _ in NETWORKS])
+def test_every_network_reads_as_mxnet_does(network, hp, captchas, tmp_path):
+    prefix = tiny_checkpoint(tmp_path, network, hp)
+    out = str(tmp_path / f"{network}.onnx")
+    _export(prefix, 1, out)
+    _same_readings(prefix, 1, out, captchas)
+    metadata = {p.key: p.value for p in onnx.load(out).metadata_props}
+    assert metadata["network"] == network and metadata["chars"] == hp.chars
+    assert (metadata["image_width"], metadata["image_height"]) == ("80", "30")
+    assert (metadata["min_len"], metadata["max_len"]) == (str(hp.min_len), str(hp.max_len))
+
+
+def test_the_shipped_model_reads_as_mxnet_does(captchas, tmp_path):
+    out = str(tmp_path / "pretrained.onnx")
+    _export(PRETRAINED, 12, out)
+    _same_readings(PRETRAINED, 12, out, captchas)
+
+
+def test_a_bidirectional_multi_layer_vector_is_cut_in_order():
+    """fused_layers cuts the vector as MXNet lays it out: every W_ih, W_hh per layer and direction, then biases."""
+    hidden, inputs, layers = 2, 3, 2
+    sizes = [4 * hidden * inputs, 4 * hidden * hidden] * 2 + [4 * hidden * 2 * hidden, 4 * hidden * hidden] * 2
+    flat = np.concatenate([np.full(size, k, np.float32) for k, size in enumerate(sizes)]
+                          + [np.full(4 * hidden, 10 + k, np.float32) for k in range(8)])
+    cut = fused_layers(flat, inputs, hidden, layers, bidirectional=True)
+    values = [[tuple(float(np.unique(m)[0]) for m in direction) for direction in layer] for layer in cut]
+    assert values == [[(0, 1, 10, 11), (2, 3, 12, 13)], [(4, 5, 14, 15), (6, 7, 16, 17)]]
+    with pytest.raises(ValueError, match="need"):
+        fused_layers(flat[:-1], inputs, hidden, layers, bidirectional=True)
+
+
+def test_gate_orders_map_onto_onnx():
+    """ONNX wants (i, o, f, c); the unrolled cell has (i, g, f, o)."""
+    assert [("i", "g", "f", "o")[k] for k in UNROLLED_TO_ONNX_GATES] == ["i", "o", "f", "g"]
+
+
+def test_export_errors_are_one_line(tmp_path):
+    result = run_script("lstm.py", "--prefix", PRETRAINED, "--epoch", "7", "--to", "onnx", "--out",
+                        str(tmp_path / "m.onnx"))
+    assert result.returncode == 2 and result.stderr.startswith("error: no checkpoint") and "saved epochs: 12" in \
+        result.stderr
+    result = run_script("lstm.py", "--prefix", PRETRAINED, "--epoch", "12", "--to", "onnx", "--out",
+                        str(tmp_path / "missing" / "m.onnx"))
+    assert result.returncode == 2 and result.stderr.startswith("error: cannot write") and not os.listdir(tmp_path)
+    prefix = tiny_checkpoint(tmp_path, "fused", Hyperparams(num_hidden=4))
+    result = run_script("lstm.py", "--prefix", prefix, "--epoch", "1", "--to", "onnx", "--out", prefix + "-symbol.json")
+    assert result.returncode == 2 and "file of the checkpoint itself" in result.stderr
+    assert mx.sym.load(prefix + "-symbol.json") is not None
