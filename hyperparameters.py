@@ -19,6 +19,13 @@ MAX_IMAGE_BYTES = 50 * 1024 * 1024
 MAX_IMAGE_PIXELS = 25_000_000
 MAX_LABELS_BYTES = 64 * 1024 * 1024  # a labels.csv / labels.tsv
 MAX_MODEL_BYTES = 512 * 1024 * 1024  # an ONNX model file handed to inference or the server
+# The HTTP service (lstm_ocr_serve.py): request bodies, images per multipart request, pixels per image
+# (a captcha is about 200x70; a small compressed file may still decode to a huge image), connections.
+SERVE_MAX_BODY_BYTES = 2 * 1024 * 1024
+SERVE_MAX_FILES = 64
+SERVE_MAX_PIXELS = 4_000_000
+SERVE_MAX_CONNECTIONS = 256
+SERVE_IDLE_SECONDS = 30  # a kept-alive connection with no request for this long is closed
 ONNX_FORMAT = "lstm-ocr"  # metadata `format` of the ONNX models `lstm.py --to onnx` writes
 # Named sets of defaults (`--recipe`); explicit options still override them. "fast" escapes the CTC
 # plateau within the first epoch: a convolutional front end, a bidirectional LSTM, Adam.

@@ -65,12 +65,12 @@ def _flatten_alpha(image: Image.Image) -> np.ndarray:
     return np.clip(gray * alpha + background * (1 - alpha), 0, 255).round().astype(np.uint8)
 
 
-def _decode(file, name: str, draft_size: tuple[int, int] | None) -> np.ndarray:
+def _decode(file, name: str, draft_size: tuple[int, int] | None, max_pixels: int = MAX_IMAGE_PIXELS) -> np.ndarray:
     try:
         with Image.open(file) as image:
             width, height = image.size
-            if width * height > MAX_IMAGE_PIXELS:
-                raise InputError(f"{name} is {width}x{height} pixels, over the limit of {MAX_IMAGE_PIXELS} pixels")
+            if width * height > max_pixels:
+                raise InputError(f"{name} is {width}x{height} pixels, over the limit of {max_pixels} pixels")
             if draft_size is not None and image.format == "JPEG":
                 image.draft("L", draft_size)  # decode a large JPEG straight at a reduced scale
             image = ImageOps.exif_transpose(image)
@@ -87,11 +87,13 @@ def _decode(file, name: str, draft_size: tuple[int, int] | None) -> np.ndarray:
         raise InputError(f"{name} {reason}") from None
 
 
-def read_gray(source: Source, name: str | None = None, draft_size: tuple[int, int] | None = None) -> np.ndarray:
+def read_gray(source: Source, name: str | None = None, draft_size: tuple[int, int] | None = None,
+              max_pixels: int = MAX_IMAGE_PIXELS) -> np.ndarray:
     """An image (a file path, encoded bytes, or a gray/RGB/RGBA uint8 array) as gray uint8 pixels,
-    as a person sees it, or InputError. `draft_size` lets a JPEG decode at a reduced scale near it."""
+    as a person sees it, or InputError. `draft_size` lets a JPEG decode at a reduced scale near it;
+    `max_pixels` bounds its width x height (checked from the header, before decoding)."""
     if isinstance(source, np.ndarray):
-        return _array_to_gray(source, name or "array")
+        return _array_to_gray(source, name or "array", max_pixels)
     if isinstance(source, bytes | bytearray | memoryview):
         data = bytes(source)
         name = name or "image"
@@ -99,19 +101,19 @@ def read_gray(source: Source, name: str | None = None, draft_size: tuple[int, in
             raise InputError(f"{name} is empty")
         if len(data) > MAX_IMAGE_BYTES:
             raise InputError(f"{name} is {len(data)} bytes, over the limit of {MAX_IMAGE_BYTES}")
-        return _decode(io.BytesIO(data), name, draft_size)
+        return _decode(io.BytesIO(data), name, draft_size, max_pixels)
     path = os.fspath(source)
     _check_file(path)
-    return _decode(path, name or path, draft_size)
+    return _decode(path, name or path, draft_size, max_pixels)
 
 
-def _array_to_gray(array: np.ndarray, name: str) -> np.ndarray:
+def _array_to_gray(array: np.ndarray, name: str, max_pixels: int = MAX_IMAGE_PIXELS) -> np.ndarray:
     if array.ndim == 3 and array.shape[2] == 1:
         array = array[..., 0]
     if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (3, 4)) or 0 in array.shape:
         raise InputError(f"{name} has shape {array.shape}; give (height, width) gray or (height, width, 3|4) RGB(A)")
-    if array.shape[0] * array.shape[1] > MAX_IMAGE_PIXELS:
-        raise InputError(f"{name} has {array.shape[0] * array.shape[1]} pixels, over the limit of {MAX_IMAGE_PIXELS}")
+    if array.shape[0] * array.shape[1] > max_pixels:
+        raise InputError(f"{name} has {array.shape[0] * array.shape[1]} pixels, over the limit of {max_pixels}")
     if array.dtype != np.uint8:
         raise InputError(f"{name} has dtype {array.dtype}; give uint8 pixels")
     mode = "L" if array.ndim == 2 else ("RGB" if array.shape[2] == 3 else "RGBA")
@@ -125,11 +127,12 @@ def to_network_input(gray: np.ndarray, hp: Hyperparams) -> np.ndarray:
                       if gray.shape[1] > 2 * hp.image_width else cv2.INTER_LINEAR).transpose(1, 0)
 
 
-def read_network_input(source: Source, hp: Hyperparams, name: str | None = None) -> np.ndarray:
+def read_network_input(source: Source, hp: Hyperparams, name: str | None = None,
+                       max_pixels: int = MAX_IMAGE_PIXELS) -> np.ndarray:
     """An image straight to the network's (width, height) uint8 input: decoded, then resized at once,
     so a large image never stays in memory at full size."""
     draft = (hp.image_width * 2, hp.image_height * 2)
-    return to_network_input(read_gray(source, name, draft), hp)
+    return to_network_input(read_gray(source, name, draft, max_pixels), hp)
 
 
 def to_float(images: np.ndarray) -> np.ndarray:

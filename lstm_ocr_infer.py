@@ -30,7 +30,7 @@ import numpy as np
 import labelled_data
 from cli import ArgumentParser, InputError, run_main
 from ctc_metrics import Decoded, decode, decode_with_confidence, lcs_ratio
-from hyperparameters import MAX_MODEL_BYTES, ONNX_FORMAT, Hyperparams, from_saved
+from hyperparameters import MAX_IMAGE_PIXELS, MAX_MODEL_BYTES, ONNX_FORMAT, Hyperparams, from_saved
 from images import Source, read_network_input, to_float
 
 BATCH_SIZE = 256  # images per forward pass when reading many
@@ -169,9 +169,9 @@ class Reader:
     def hp(self) -> Hyperparams:
         return self.model.hp
 
-    def network_input(self, source: Source, name: str | None = None) -> np.ndarray:
+    def network_input(self, source: Source, name: str | None = None, max_pixels: int = MAX_IMAGE_PIXELS) -> np.ndarray:
         """An image (path, bytes or uint8 array) as the network's (width, height) uint8 input, or InputError."""
-        return read_network_input(source, self.hp, name)
+        return read_network_input(source, self.hp, name, max_pixels)
 
     def read(self, source: Source) -> Reading:
         """The reading of one image: a path, encoded bytes, or a gray/RGB(A) uint8 array."""
