@@ -155,6 +155,7 @@ class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive: a client sends many requests over one connection
     server_version = "lstm-ocr"
     timeout = SERVE_IDLE_SECONDS  # a stalled read or write of a request gives up after this long
+    disable_nagle_algorithm = True  # small answers go out at once, not after the client's delayed ACK
     server: "Server"
 
     def log_message(self, format: str, *args) -> None:  # noqa: A002  (the base class's name)
@@ -178,8 +179,8 @@ class Handler(BaseHTTPRequestHandler):
         if self.server.draining.is_set() or self.close_connection:
             self.send_header("Connection", "close")
             self.close_connection = True
-        self.end_headers()
-        self.wfile.write(body)
+        self._headers_buffer += [b"\r\n", body]  # end_headers(), with the body in the same write
+        self.flush_headers()
 
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
         """The base class's errors (bad request line, unknown method) as JSON too."""
