@@ -8,7 +8,7 @@ DEJAVU_DIR := /usr/share/fonts/truetype/dejavu
 DEJAVU_FONTS := DejaVuSans DejaVuSans-Bold DejaVuSansMono DejaVuSansMono-Bold DejaVuSerif DejaVuSerif-Bold
 TRAIN_ARGS ?=
 
-.PHONY: setup onnx-venv fonts train test lint bench clean
+.PHONY: setup onnx-venv bench-deps fonts train test lint bench clean
 
 setup: $(VENV)/.installed fonts
 
@@ -22,6 +22,13 @@ onnx-venv: $(ONNX_VENV)/.installed
 $(ONNX_VENV)/.installed: requirements-onnx.txt
 	$(PYTHON) -m venv $(ONNX_VENV)
 	$(ONNX_VENV)/bin/python -m pip install --quiet -r requirements-onnx.txt
+	touch $@
+
+# Benchmark-only packages (ddddocr, for bench/serve.py), numpy pinned beside MXNet.
+bench-deps: $(VENV)/.bench-installed
+
+$(VENV)/.bench-installed: requirements-bench.txt $(VENV)/.installed
+	$(PY) -m pip install --quiet -r requirements-bench.txt numpy==1.23.5
 	touch $@
 
 # Freely licensed fonts every machine has offline: the captcha package's DroidSansMono, and
@@ -39,7 +46,7 @@ test: setup onnx-venv
 	$(PY) -m ruff check .
 	$(PY) -m pytest -q
 
-bench: setup
+bench: setup onnx-venv bench-deps
 	$(PY) bench/run_all.py
 
 clean:

@@ -19,6 +19,7 @@ RUNS = [
     ({}, ["bench/end_to_end.py"]),
     ({}, ["bench/end_to_end.py", "--recipe", "fast"]),
     ({}, ["bench/inference.py"]),
+    ({}, ["bench/serve.py"]),
     ({}, ["bench/font_accuracy.py"]),
 ]
 
