@@ -179,7 +179,11 @@ class Handler(BaseHTTPRequestHandler):
         if self.server.draining.is_set() or self.close_connection:
             self.send_header("Connection", "close")
             self.close_connection = True
-        self._headers_buffer += [b"\r\n", body]  # end_headers(), with the body in the same write
+        if not hasattr(self, "_headers_buffer"):  # an HTTP/0.9 request line: no headers are sent
+            self._headers_buffer = []
+        if self.request_version != "HTTP/0.9":
+            self._headers_buffer.append(b"\r\n")  # end_headers(), with the body in the same write
+        self._headers_buffer.append(body)
         self.flush_headers()
 
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:

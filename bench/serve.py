@@ -202,7 +202,7 @@ def main() -> None:
               f"{args.max_wait_ms:g} --max_batch {args.max_batch} (batching on) or 1 (off); "
               f"{args.rounds} interleaved rounds of {args.requests // args.rounds} requests per level and mode")
         servers: dict[str, Server] = {}
-        ocr = ddddocr_reader()
+        ocr = ddddocr_reader() if args.ddddocr > 0 else None
         tallies = {(mode, level): Tally() for level in levels for mode in ("on", "off")}
         dddd, alone = Tally(), {1: Tally(), args.max_batch: Tally()}
         per_round = args.requests // args.rounds
@@ -230,9 +230,9 @@ def main() -> None:
     for batch, tally in alone.items() if args.backend == "onnx" else ():
         print(tally.line(f"model alone, batches of {batch}", labels).replace(" p50", " per image"
                                                                               ).split("   p99")[0])
-    if ocr is None:
+    if ocr is None and args.ddddocr > 0:
         print("ddddocr: not installed (pip install -r requirements-bench.txt numpy==1.23.5)")
-    else:
+    elif ocr is not None:
         print(dddd.line("ddddocr 1.6.1, in-process, one by one", labels))
     for level in levels[1:]:
         on = tallies["on", level]

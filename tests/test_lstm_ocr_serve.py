@@ -132,6 +132,15 @@ def test_bad_requests_get_json_errors(service, images):
     body, content_type = _multipart([])
     status, found = service.request("POST", "/read", body, {"Content-Type": content_type})
     assert status == 400 and "error" in found
+    for raw in (b"GARBAGE\r\n\r\n", b"PUT /read HTTP/1.1\r\n\r\n",
+                b"POST /read HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"):
+        with socket.create_connection(("127.0.0.1", service.port), timeout=TIMEOUT) as client:
+            client.sendall(raw)
+            answer = b""
+            while chunk := client.recv(65536):
+                answer += chunk
+        assert answer.startswith(b"HTTP/1.1 4") or answer.startswith(b"HTTP/1.1 5") or answer.startswith(b"{")
+        assert "error" in json.loads(answer.split(b"\r\n\r\n")[-1])
     status, found = service.request("POST", "/read", images[0])  # still serving
     assert status == 200 and found["text"] == "0089"
     assert service.stop()[0] == 0
