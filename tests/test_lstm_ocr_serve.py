@@ -51,8 +51,8 @@ def images() -> list[bytes]:
 class Service:
     """A running lstm_ocr_serve.py on a free port of 127.0.0.1."""
 
-    def __init__(self, *args: str):
-        self.process = subprocess.Popen([PYTHON, SERVE, "--port", "0", *args], stdout=subprocess.PIPE,
+    def __init__(self, *args: str, python: str = PYTHON):
+        self.process = subprocess.Popen([python, SERVE, "--port", "0", *args], stdout=subprocess.PIPE,
                                         stderr=subprocess.PIPE, text=True)
         with selectors.DefaultSelector() as selector:
             selector.register(self.process.stdout, selectors.EVENT_READ)
@@ -187,6 +187,19 @@ def test_sigterm_finishes_the_request_in_flight_then_exits_0(service, images):
     service.process.wait(TIMEOUT)
     assert service.process.returncode == 0
     assert "Stopped after reading 1 images" in service.process.stderr.read()
+
+
+def test_the_onnx_service_runs_without_mxnet(onnx_model, images):
+    python = os.path.join(ROOT, ".venv-onnx", "bin", "python")
+    if not os.path.exists(python):
+        pytest.fail("no .venv-onnx: `make onnx-venv` (a dependency of `make test`) creates it")
+    running = Service("--onnx", onnx_model, python=python)
+    try:
+        status, found = running.request("POST", "/read", images[0])
+        assert status == 200 and found["text"] == "0089"
+    finally:
+        code, _ = running.stop()
+    assert code == 0
 
 
 def test_an_mxnet_checkpoint_serves_too(tmp_path, images):

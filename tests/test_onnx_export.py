@@ -33,7 +33,7 @@ def font_path() -> str:
     return os.path.join(os.path.dirname(captcha.__file__), "data", "DroidSansMono.ttf")
 
 
-def tiny_checkpoint(folder, network: str, hp: Hyperparams, seed: int = 0) -> str:
+def tiny_checkpoint(folder, network: str, hp: Hyperparams, seed: int = 0, loss: str = "ctc") -> str:
     """An untrained checkpoint at epoch 1; a crnn's batch-norm statistics are random, not 0 and 1."""
     mx.random.seed(seed)
     prefix = str(folder / network / "ocr")
@@ -45,7 +45,7 @@ def tiny_checkpoint(folder, network: str, hp: Hyperparams, seed: int = 0) -> str
         rng = np.random.default_rng(seed)
         aux = {name: mx.nd.array(rng.uniform(0.5, 1.5, shape) if name.endswith("var") else rng.normal(0, 0.1, shape))
                for name, shape in zip(symbol.list_auxiliary_states(), shapes, strict=True)}
-    checkpoint.save(prefix, 1, lstm_ocr(hp, network, "ctc"), initial_params(hp, network, mx.init.Xavier()), aux, hp)
+    checkpoint.save(prefix, 1, lstm_ocr(hp, network, loss), initial_params(hp, network, mx.init.Xavier()), aux, hp)
     return prefix
 
 
@@ -85,6 +85,12 @@ def test_every_network_reads_as_mxnet_does(network, hp, captchas, tmp_path):
     assert metadata["network"] == network and metadata["chars"] == hp.chars
     assert (metadata["image_width"], metadata["image_height"]) == ("80", "30")
     assert (metadata["min_len"], metadata["max_len"]) == (str(hp.min_len), str(hp.max_len))
+
+
+def test_a_warpctc_checkpoint_exports_its_softmax(captchas, tmp_path):
+    prefix = tiny_checkpoint(tmp_path, "fused", Hyperparams(num_hidden=16), loss="warpctc")
+    _export(prefix, 1, str(tmp_path / "warpctc.onnx"))
+    _same_readings(prefix, 1, str(tmp_path / "warpctc.onnx"), captchas[:200])
 
 
 def test_the_shipped_model_reads_as_mxnet_does(captchas, tmp_path):
