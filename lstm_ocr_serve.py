@@ -16,6 +16,7 @@ the model is free, and waits at most --max_wait_ms for requests already being re
 or Ctrl-C stops accepting, finishes the requests in flight, and exits 0.
 """
 
+import email.message
 import email.parser
 import email.policy
 import json
@@ -129,6 +130,11 @@ class HttpError(Exception):
 
 def multipart_files(content_type: str, body: bytes) -> list[tuple[str, bytes]]:
     """(file name, bytes) of each file part of a multipart/form-data body."""
+    header = email.message.EmailMessage()
+    header["Content-Type"] = content_type
+    boundary = header.get_boundary()
+    if boundary and body.count(b"--" + boundary.encode("latin-1")) > SERVE_MAX_FILES + 1:  # before parsing them
+        raise HttpError(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, f"more than {SERVE_MAX_FILES} parts in one request")
     message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
         b"Content-Type: " + content_type.encode("latin-1") + b"\r\n\r\n" + body)
     if not message.is_multipart():
