@@ -102,10 +102,12 @@ def onnx_hyperparams(metadata: dict[str, str], path: str) -> Hyperparams:
         raise InputError(f"{path} is an ONNX model, but not one `lstm.py --to onnx` wrote (no format={ONNX_FORMAT} "
                          "in its metadata)")
     try:
+        if "hyperparameters" in metadata:  # the checkpoint's whole meta file
+            return from_saved(json.loads(metadata["hyperparameters"]))
         return from_saved({"chars": metadata["chars"], "seq_length": int(metadata["image_width"]),
                            "image_height": int(metadata["image_height"]), "min_len": int(metadata["min_len"]),
                            "max_len": int(metadata["max_len"])})
-    except (KeyError, ValueError) as error:
+    except (KeyError, ValueError, RecursionError) as error:
         raise InputError(f"{path} has unusable metadata: {error}") from None
 
 

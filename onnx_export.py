@@ -21,6 +21,7 @@ Its metadata_props hold the alphabet, the input size, the network and the text l
 
 import ast
 import json
+from dataclasses import asdict
 
 import mxnet as mx
 import numpy as np
@@ -335,10 +336,12 @@ def _steps(symbol, hp: Hyperparams) -> int:
 
 
 def metadata(hp: Hyperparams, network: str, steps: int) -> dict[str, str]:
-    """What a reader needs besides the graph: the alphabet, the input size, the text lengths."""
-    return {"format": ONNX_FORMAT, "chars": hp.chars, "image_width": str(hp.image_width),
-            "image_height": str(hp.image_height), "min_len": str(hp.min_len), "max_len": str(hp.max_len),
-            "network": network, "steps": str(steps), "blank": "0",
+    """What a reader needs besides the graph: every hyperparameter (as the checkpoint's meta file holds
+    them, so that how an image becomes the input travels too), and the alphabet, input size and text
+    lengths on their own for a reader of another program."""
+    return {"format": ONNX_FORMAT, "hyperparameters": json.dumps(asdict(hp)), "chars": hp.chars,
+            "image_width": str(hp.image_width), "image_height": str(hp.image_height), "min_len": str(hp.min_len),
+            "max_len": str(hp.max_len), "network": network, "steps": str(steps), "blank": "0",
             "input": f"{INPUT}: float32 (batch, {hp.image_width}, {hp.image_height}), gray pixels / 255, "
                      "one row per image column",
             "output": f"{OUTPUT}: float32 (batch, {steps}, {hp.num_classes}), softmax per step; class 0 is the "

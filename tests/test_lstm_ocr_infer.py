@@ -239,6 +239,13 @@ def test_bad_options_and_models_are_one_line(model, onnx_model, sample, tmp_path
     onnx.save(stripped, str(tmp_path / "other.onnx"))
     _one_line_error(run_script("lstm_ocr_infer.py", "--onnx", str(tmp_path / "other.onnx"), sample),
                     "not one `lstm.py --to onnx` wrote")
+    broken = onnx.load(onnx_model)
+    for prop in broken.metadata_props:
+        if prop.key == "hyperparameters":
+            prop.value = '{"chars": 12}'
+    onnx.save(broken, str(tmp_path / "broken.onnx"))
+    _one_line_error(run_script("lstm_ocr_infer.py", "--onnx", str(tmp_path / "broken.onnx"), sample),
+                    "unusable metadata")
 
 
 def test_reader_reads_paths_bytes_and_arrays_alike(model, onnx_model, sample):

@@ -85,6 +85,7 @@ def test_every_network_reads_as_mxnet_does(network, hp, captchas, tmp_path):
     assert metadata["network"] == network and metadata["chars"] == hp.chars
     assert (metadata["image_width"], metadata["image_height"]) == ("80", "30")
     assert (metadata["min_len"], metadata["max_len"]) == (str(hp.min_len), str(hp.max_len))
+    assert Reader.onnx(out).hp == checkpoint.load_hyperparams(prefix)  # every hyperparameter travels
 
 
 def test_a_warpctc_checkpoint_exports_its_softmax(captchas, tmp_path):
