@@ -122,6 +122,9 @@ def test_two_cpu_contexts_train_and_checkpoint(font, tmp_path, kv_store):
     assert "[rank" not in result.stderr
     for name in ("ocr-symbol.json", "ocr-0001.params", "ocr-0001.states"):
         assert os.path.isfile(tmp_path / name)
+    resumed = run_script("lstm_ocr_train.py", *args[:4], "--num_epoch", "2", "--load_epoch", "1", *args[6:])
+    assert resumed.returncode == 0 and "Epoch[1] Validation-accuracy=" in resumed.stderr, resumed.stderr
+    assert "No optimizer state" not in resumed.stderr
     image = str(tmp_path / "sample.jpg")
     assert run_script("captcha_generator.py", font, image).returncode == 0
     result = run_script("lstm_ocr_infer.py", "--prefix", prefix, "--epoch", "1", image)
