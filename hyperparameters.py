@@ -8,6 +8,14 @@ from cli import InputError
 DIGITS = "0123456789"
 BLANK = 0  # CTC blank class; character i of the alphabet is class i + 1
 RENDER_SCALE = 2  # captchas are drawn at twice the network's image size, then shrunk
+# Captcha styles (`--style`): the example's look (the captcha package's), or the varied family of
+# captcha_styles.py: image sizes from VARIED_MIN_SIZE to VARIED_MAX_SIZE (width, height), a share of
+# images in the example's look, a share inverted (light text on dark).
+STYLES = ("example", "varied")
+VARIED_MIN_SIZE = (50, 20)
+VARIED_MAX_SIZE = (300, 100)
+VARIED_EXAMPLE_SHARE = 0.25
+VARIED_INVERT_SHARE = 0.15
 TEXT_FIELDS = ("chars", "min_len", "max_len")  # which texts a model reads; the generator's options too
 ALIASES = {"max_len": ["--num_label"]}  # the example's name for the label length
 NON_NEGATIVE = ("momentum", "wd", "clip_gradient")  # 0 turns these off; every other number must be positive
