@@ -20,7 +20,10 @@ TEXT_FIELDS = ("chars", "min_len", "max_len")  # which texts a model reads; the 
 ALIASES = {"max_len": ["--num_label"]}  # the example's name for the label length
 NON_NEGATIVE = ("momentum", "wd", "clip_gradient")  # 0 turns these off; every other number must be positive
 OPTIMIZERS = ("sgd", "adam")
-CHOICES = {"optimizer": OPTIMIZERS}  # hyperparameters whose option takes one of a few values
+# How an image of any size becomes the network's seq_length x image_height input: `stretch` resizes it
+# (the example's way); `pad` scales it to fit, keeping its aspect ratio, and pads with its border's gray.
+FITS = ("stretch", "pad")
+CHOICES = {"optimizer": OPTIMIZERS, "fit": FITS}  # hyperparameters whose option takes one of a few values
 # Limits on what a user hands in: an image's encoded bytes and decoded pixels (a decompression bomb
 # names its size in one line instead of filling the memory).
 MAX_IMAGE_BYTES = 50 * 1024 * 1024
@@ -55,6 +58,7 @@ class Hyperparams:
     min_len: int = 3
     max_len: int = 4
     chars: str = DIGITS
+    fit: str = "stretch"
 
     @property
     def num_classes(self) -> int:
@@ -90,6 +94,8 @@ class Hyperparams:
             raise InputError(f"--seq_length {self.seq_length} is too short for {self.max_len} characters")
         if self.optimizer not in OPTIMIZERS:
             raise InputError(f"--optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
+        if self.fit not in FITS:
+            raise InputError(f"--fit must be one of {', '.join(FITS)}, got {self.fit!r}")
         if not self.chars:
             raise InputError("--chars must not be empty")
         if len(set(self.chars)) != len(self.chars):
