@@ -29,6 +29,7 @@ from hyperparameters import (
 )
 
 GLYPH_SIZE = 96  # glyphs are drawn once at this font size, then scaled per character
+WARP_OVERSAMPLING = 1.5  # the text layer is warped at this many times its final height (or at glyph size)
 MIN_CONTRAST = 70  # gray levels between text and background (the network reads gray)
 LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 
@@ -100,8 +101,9 @@ class VariedCaptcha:
             self.glyphs[key] = (np.ascontiguousarray(mask), pad + ascent)
         return self.glyphs[key]
 
-    def text_layer(self, text: str, colors: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-        """The text's coverage (h, w) and colour (h, w, 3) at glyph scale, cropped to the ink."""
+    def text_layer(self, text: str, colors: list[np.ndarray], height: float) -> tuple[np.ndarray, np.ndarray | None]:
+        """The text's coverage (h, w) and, with several colours, its colour (h, w, 3), cropped to the
+        ink, about `height` pixels high or somewhat more (drawn at glyph scale, shrunk before the warps)."""
         rng = self.rng
         one_font = rng.random() < 0.7
         font = int(rng.integers(len(self.fonts)))
@@ -135,50 +137,63 @@ class VariedCaptcha:
         width = int(np.ceil(max(p[1] + p[0].shape[1] for p in placed)))
         height = int(np.ceil(max(p[2] + p[0].shape[0] for p in placed) - top))
         coverage = np.zeros((height + 1, width + 1), dtype=np.float32)
-        color = np.zeros((height + 1, width + 1, 3), dtype=np.float32)
+        color = np.zeros((height + 1, width + 1, 3), dtype=np.float32) if len(colors) > 1 else None
         for warped, left, row, char_color in placed:
             r, c = int(round(row - top)), int(round(left))
             h, w = warped.shape
             region = coverage[r:r + h, c:c + w]
             warped = warped[:region.shape[0], :region.shape[1]]
-            color[r:r + h, c:c + w][warped > region] = char_color
+            if color is not None:
+                color[r:r + h, c:c + w][warped > region] = char_color
             np.maximum(region, warped, out=region)
-        return self.warp(coverage, color)
+        shrink = min(1.0, WARP_OVERSAMPLING * height / coverage.shape[0])
+        if shrink < 1:
+            size = (max(1, round(coverage.shape[1] * shrink)), max(1, round(coverage.shape[0] * shrink)))
+            coverage = cv2.resize(coverage, size, interpolation=cv2.INTER_AREA)
+            color = None if color is None else cv2.resize(color, size, interpolation=cv2.INTER_AREA)
+        return self.warp(coverage, color, GLYPH_SIZE * shrink)
 
-    def warp(self, coverage: np.ndarray, color: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """An elastic warp and a wave of the whole text layer (each sometimes), cropped to the ink."""
+    def warp(self, coverage: np.ndarray, color: np.ndarray | None,
+             unit: float) -> tuple[np.ndarray, np.ndarray | None]:
+        """An elastic warp and a wave of the whole text layer (each sometimes), cropped to the ink;
+        `unit` is the glyph size in the layer's pixels."""
         rng = self.rng
         h, w = coverage.shape
         if rng.random() < 0.5:
-            pad = GLYPH_SIZE // 6
+            pad = max(1, int(unit / 6))
             coverage = cv2.copyMakeBorder(coverage, pad, pad, pad, pad, cv2.BORDER_CONSTANT)
-            color = cv2.copyMakeBorder(color, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
+            if color is not None:
+                color = cv2.copyMakeBorder(color, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
             h, w = coverage.shape
             xs, ys = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
-            strength = rng.uniform(0.02, 0.09) * GLYPH_SIZE
-            cells = (int(rng.integers(2, 5)), int(rng.integers(3, 3 + len(coverage[0]) // GLYPH_SIZE + 4)))
+            strength = rng.uniform(0.02, 0.09) * unit
+            cells = (int(rng.integers(2, 5)), int(rng.integers(3, 3 + w / unit + 4)))
             for grid in (xs, ys):
                 field = rng.uniform(-1, 1, cells).astype(np.float32)
                 grid += cv2.resize(field, (w, h), interpolation=cv2.INTER_CUBIC) * strength
             if rng.random() < 0.5:
-                ys += rng.uniform(0.05, 0.2) * GLYPH_SIZE * np.sin(xs / rng.uniform(0.7, 3) / GLYPH_SIZE * 2 * np.pi
-                                                                  + rng.uniform(0, 2 * np.pi))
+                ys += rng.uniform(0.05, 0.2) * unit * np.sin(xs / rng.uniform(0.7, 3) / unit * 2 * np.pi
+                                                             + rng.uniform(0, 2 * np.pi))
+            xs, ys = cv2.convertMaps(xs, ys, cv2.CV_16SC2)
             coverage = cv2.remap(coverage, xs, ys, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
-            color = cv2.remap(color, xs, ys, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+            if color is not None:
+                color = cv2.remap(color, xs, ys, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         rows, columns = np.flatnonzero(coverage.max(axis=1) > 0.05), np.flatnonzero(coverage.max(axis=0) > 0.05)
         if rows.size and columns.size:
             coverage = coverage[rows[0]:rows[-1] + 1, columns[0]:columns[-1] + 1]
-            color = color[rows[0]:rows[-1] + 1, columns[0]:columns[-1] + 1]
+            if color is not None:
+                color = color[rows[0]:rows[-1] + 1, columns[0]:columns[-1] + 1]
         return coverage, color
 
     # --- the image --------------------------------------------------------------------------------
 
-    def size_for(self, text_height: int, text_width: int) -> tuple[int, int, float, float]:
-        """The image's (width, height) and the text's scale (x, y) to fit it, within the size range."""
+    def size_for(self, height: float, text_share: float, text_height: int,
+                 text_width: int) -> tuple[int, int, float, float]:
+        """The image's (width, height) and the text's scale (x, y) to fit it, within the size range:
+        the text takes `text_share` of the drawn `height` unless the width is too short for it."""
         rng = self.rng
         (min_w, min_h), (max_w, max_h) = VARIED_MIN_SIZE, VARIED_MAX_SIZE
-        height = float(np.exp(rng.uniform(np.log(min_h), np.log(max_h))))
-        scale_y = rng.uniform(0.45, 0.85) * height / text_height
+        scale_y = text_share * height / text_height
         scale_x = scale_y * rng.uniform(0.75, 1.3)
         margin = rng.uniform(0.05, 0.5) * height
         width = int(np.clip(round(text_width * scale_x + 2 * margin), min_w, max_w))
@@ -260,13 +275,17 @@ class VariedCaptcha:
         per_char = rng.random() < 0.25
         colors = [_color(rng, float(np.clip(text_luma + rng.uniform(-15, 15), 0, 255)))
                   for _ in range(len(text) if per_char else 1)]
-        coverage, text_color = self.text_layer(text, colors)
+        (_, min_h), (_, max_h) = VARIED_MIN_SIZE, VARIED_MAX_SIZE
+        height = float(np.exp(rng.uniform(np.log(min_h), np.log(max_h))))
+        text_share = rng.uniform(0.45, 0.85)
+        coverage, text_color = self.text_layer(text, colors, text_share * height)
         th, tw = coverage.shape
-        width, height, scale_x, scale_y = self.size_for(th, tw)
+        width, height, scale_x, scale_y = self.size_for(height, text_share, th, tw)
         new_w, new_h = max(1, round(tw * scale_x)), max(1, round(th * scale_y))
         interpolation = cv2.INTER_AREA if scale_y < 1 else cv2.INTER_LINEAR
         coverage = cv2.resize(coverage, (new_w, new_h), interpolation=interpolation)
-        text_color = cv2.resize(text_color, (new_w, new_h), interpolation=interpolation)
+        text_color = colors[0] if text_color is None else cv2.resize(text_color, (new_w, new_h),
+                                                                      interpolation=interpolation)
         left = int(rng.integers(0, width - new_w + 1))
         top = int(rng.integers(0, height - new_h + 1))
         pixels = self.background(height, width, bg_luma)
