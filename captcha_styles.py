@@ -30,6 +30,7 @@ from hyperparameters import (
 
 GLYPH_SIZE = 96  # glyphs are drawn once at this font size, then scaled per character
 WARP_OVERSAMPLING = 1.5  # the text layer is warped at this many times its final height (or at glyph size)
+MIN_TEXT_HEIGHT = 12  # pixels: smaller digits would be unreadable to a person too
 MIN_CONTRAST = 70  # gray levels between text and background (the network reads gray)
 LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 
@@ -254,7 +255,7 @@ class VariedCaptcha:
         if rng.random() < 0.5:  # dots
             radius = rng.uniform(0.5, max(1.0, height / 30))
             dots = int(rng.integers(5, 10 + width * height / (100 * max(1.0, radius) ** 2)))
-            dot_color = color()
+            dot_color = color() if rng.random() < 0.7 else image.getpixel((0, 0))  # or holes in the strokes
             for x, y in zip(rng.uniform(0, width, dots), rng.uniform(0, height, dots), strict=True):
                 draw.ellipse([x - radius, y - radius, x + radius, y + radius], fill=dot_color)
 
@@ -277,7 +278,7 @@ class VariedCaptcha:
                   for _ in range(len(text) if per_char else 1)]
         (_, min_h), (_, max_h) = VARIED_MIN_SIZE, VARIED_MAX_SIZE
         height = float(np.exp(rng.uniform(np.log(min_h), np.log(max_h))))
-        text_share = rng.uniform(0.45, 0.85)
+        text_share = min(0.95, max(rng.uniform(0.45, 0.85), MIN_TEXT_HEIGHT / height))
         coverage, text_color = self.text_layer(text, colors, text_share * height)
         th, tw = coverage.shape
         width, height, scale_x, scale_y = self.size_for(height, text_share, th, tw)
