@@ -28,6 +28,7 @@ import checkpoint  # noqa: E402
 
 SETS = ("example", "varied", "wheezy")
 WHEEZY_FONT = "font/LiberationMono-Bold.ttf"
+ASPECT_EDGES = (2.0, 3.0, 4.0)  # the varied set's accuracy is also printed by width / height below these
 
 
 def run(*args: str) -> str:
@@ -76,8 +77,31 @@ def main() -> None:
                 else:
                     run("captcha_generator.py", "--count", str(args.count), "--seed", str(args.seed), "--style",
                         "varied" if name == "varied" else "example", *lengths, "font/", folder)
-            last = run("lstm_ocr_infer.py", "--prefix", args.prefix, "--epoch", str(epoch), folder).splitlines()[-1]
-            print(f"{name:10s} {last}", flush=True)
+            lines = run("lstm_ocr_infer.py", "--prefix", args.prefix, "--epoch", str(epoch), folder).splitlines()
+            print(f"{name:10s} {lines[-1]}", flush=True)
+            if name == "varied":
+                print_by_aspect(lines[:-1])
+
+
+def print_by_aspect(lines: list[str]) -> None:
+    """Sequence accuracy of `PATH Digits: [...]` lines, by the image's aspect ratio (width / height)."""
+    from PIL import Image
+
+    from labelled_data import generated_label
+
+    buckets: dict[str, list[bool]] = {}
+    for line in lines:
+        path, _, digits = line.partition(" Digits: ")
+        read = "".join(c for c in digits if c.isdigit())
+        with Image.open(path) as image:
+            aspect = image.size[0] / image.size[1]
+        buckets.setdefault(sum(aspect >= edge for edge in ASPECT_EDGES), []).append(read == generated_label(path))
+    pairs = zip(ASPECT_EDGES[:-1], ASPECT_EDGES[1:], strict=True)
+    names = [f"< {ASPECT_EDGES[0]:g}", *(f"{a:g}-{b:g}" for a, b in pairs), f">= {ASPECT_EDGES[-1]:g}"]
+    for index, name in enumerate(names):
+        hits = buckets.get(index, [])
+        if hits:
+            print(f"  aspect {name:5s} accuracy={sum(hits) / len(hits):.4f} images={len(hits)}")
 
 
 if __name__ == "__main__":
