@@ -4,6 +4,7 @@ import captcha.image as captcha_image
 import numpy as np
 import pytest
 
+import hyperparameters
 from captcha_generator import CaptchaGen, encode_label, find_fonts
 from captcha_styles import VariedCaptcha, _seeded_captcha
 from cli import InputError
@@ -137,3 +138,10 @@ def test_stretch_is_the_examples_resize():
     assert to_network_input(gray, Hyperparams()).shape == (80, 30)
     with pytest.raises(InputError, match="--fit must be one of stretch, pad"):
         Hyperparams(fit="crop").validate()
+
+
+def test_the_fit_is_read_from_the_meta_file_and_older_meta_files_stretch():
+    assert hyperparameters.from_saved({"fit": "pad"}).fit == "pad"
+    assert hyperparameters.from_saved({"chars": DIGITS}).fit == "stretch"  # pretrained/ocr's meta has no fit
+    with pytest.raises(InputError, match="--fit must be one of"):
+        hyperparameters.from_saved({"fit": "crop"})
