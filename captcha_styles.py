@@ -135,10 +135,10 @@ class VariedCaptcha:
             placed.append((warped, x, y - anchor[1], colors[index % len(colors)]))
             x += size[0] + spacing * GLYPH_SIZE * 0.5 * scale
         top = min(p[2] for p in placed)
-        width = int(np.ceil(max(p[1] + p[0].shape[1] for p in placed)))
-        height = int(np.ceil(max(p[2] + p[0].shape[0] for p in placed) - top))
-        coverage = np.zeros((height + 1, width + 1), dtype=np.float32)
-        color = np.zeros((height + 1, width + 1, 3), dtype=np.float32) if len(colors) > 1 else None
+        layer_w = int(np.ceil(max(p[1] + p[0].shape[1] for p in placed))) + 1
+        layer_h = int(np.ceil(max(p[2] + p[0].shape[0] for p in placed) - top)) + 1
+        coverage = np.zeros((layer_h, layer_w), dtype=np.float32)
+        color = np.zeros((layer_h, layer_w, 3), dtype=np.float32) if len(colors) > 1 else None
         for warped, left, row, char_color in placed:
             r, c = int(round(row - top)), int(round(left))
             h, w = warped.shape
@@ -147,7 +147,7 @@ class VariedCaptcha:
             if color is not None:
                 color[r:r + h, c:c + w][warped > region] = char_color
             np.maximum(region, warped, out=region)
-        shrink = min(1.0, WARP_OVERSAMPLING * height / coverage.shape[0])
+        shrink = min(1.0, WARP_OVERSAMPLING * height / layer_h)
         if shrink < 1:
             size = (max(1, round(coverage.shape[1] * shrink)), max(1, round(coverage.shape[0] * shrink)))
             coverage = cv2.resize(coverage, size, interpolation=cv2.INTER_AREA)
