@@ -145,3 +145,16 @@ def test_the_fit_is_read_from_the_meta_file_and_older_meta_files_stretch():
     assert hyperparameters.from_saved({"chars": DIGITS}).fit == "stretch"  # pretrained/ocr's meta has no fit
     with pytest.raises(InputError, match="--fit must be one of"):
         hyperparameters.from_saved({"fit": "crop"})
+
+
+def test_the_trainer_trains_on_the_varied_style_and_inference_follows_its_fit(font, tmp_path):
+    prefix = str(tmp_path / "ocr")
+    result = run_script("lstm_ocr_train.py", "--style", "varied", "--fit", "pad", "--network", "crnn", "--seed", "1",
+                        "--num_epoch", "1", "--train_epoch_size", "128", "--eval_epoch_size", "32", "--batch_size",
+                        "32", "--num_hidden", "16", "--pool_size", "64", "--num_proc", "1", "--prefix", prefix, font)
+    assert result.returncode == 0, result.stderr
+    assert '"fit": "pad"' in (tmp_path / "ocr-meta.json").read_text()
+    image = str(tmp_path / "sample.png")
+    assert run_script("captcha_generator.py", "--style", "varied", "--num", "0089", font, image).returncode == 0
+    read = run_script("lstm_ocr_infer.py", "--prefix", prefix, "--epoch", "1", image)
+    assert read.returncode == 0 and read.stdout.startswith("Digits: ["), read.stderr
