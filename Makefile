@@ -15,13 +15,15 @@ $(VENV)/.installed: requirements.txt
 	$(PY) -m pip install --quiet -r requirements.txt
 	touch $@
 
-# Freely licensed fonts every machine has offline: the captcha package's DroidSansMono, and
-# Debian's DejaVu fonts where /usr/share/fonts has them.
+# Freely licensed fonts: the captcha package's DroidSansMono and Debian's DejaVu fonts where
+# /usr/share/fonts has them (both offline), then more from Debian's font packages, fetched without
+# installing them (fetch_fonts.py; a package that cannot be had is a warning, see font/README.md).
 fonts: $(VENV)/.installed
 	cp "$$($(PY) -c 'import captcha, os; print(os.path.dirname(captcha.__file__))')/data/DroidSansMono.ttf" font/
 	for name in $(DEJAVU_FONTS); do \
 		if [ -f $(DEJAVU_DIR)/$$name.ttf ]; then cp $(DEJAVU_DIR)/$$name.ttf font/; fi; \
 	done
+	$(PY) fetch_fonts.py font/
 
 train: setup
 	$(PY) lstm_ocr_train.py $(TRAIN_ARGS) font/

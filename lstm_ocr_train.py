@@ -22,7 +22,7 @@ import hyperparameters
 import training_curves
 from captcha_generator import find_fonts
 from cli import ArgumentParser, InputError, Interrupted, check_count, exit_with, run_main, stop_on_signals
-from hyperparameters import RECIPES, Hyperparams
+from hyperparameters import RECIPES, STYLES, Hyperparams
 from lstm import LOSSES, NETWORKS, initial_params, lstm_ocr, network_of, output_steps
 from multiproc_data import MPData, WorkerDied
 from ocr_iter import OCRIter, data_descs, fixed_iter
@@ -55,6 +55,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="samples in the reused training pool (at most an epoch's); 0 = every sample "
                              "fresh, as the example (the trainer then waits for the generators) [default 8192]")
     parser.add_argument("--seed", type=int, default=None, help="random seed for reproducible runs")
+    parser.add_argument("--style", default="example", choices=STYLES,
+                        help="captchas to train on: example (the example's look) or varied (a wide random family "
+                             "of looks and sizes, captcha_styles.py) [default example]")
     parser.add_argument("--load_epoch", type=int, default=0,
                         help="resume from checkpoint PREFIX-%%04d.params (and .states) of this epoch")
     parser.add_argument("--kv_store", default="local", choices=KV_STORES,
@@ -281,7 +284,7 @@ def train(args: argparse.Namespace, hp: Hyperparams, fonts: list[str]) -> None:
     mod = build_module(args, hp, kv)
     block_size = BLOCK_SIZE if args.pool_size else hp.batch_size
     pool_blocks = max(1, min(args.pool_size, hp.train_epoch_size) // block_size)  # no bigger than an epoch
-    with MPData(args.num_proc, fonts, hp, block_size, pool_blocks, data_seed(args.seed, rank)) as data:
+    with MPData(args.num_proc, fonts, hp, block_size, pool_blocks, data_seed(args.seed, rank), args.style) as data:
         logging.info("Generating %d validation samples with %d processes", hp.eval_epoch_size, args.num_proc)
         held_out = [data.take_block() for _ in range(-(-hp.eval_epoch_size // block_size))]
         images = np.concatenate([b[0] for b in held_out])[:hp.eval_epoch_size]

@@ -80,6 +80,7 @@ def test_gpu_on_a_cpu_only_build_is_one_clear_line(font, tmp_path):
     (["--loss", "foo"], ["--loss: invalid choice: 'foo'", "'ctc', 'warpctc'"]),
     (["--network", "gru"], ["--network: invalid choice: 'gru'"]),
     (["--optimizer", "rmsprop"], ["--optimizer: invalid choice: 'rmsprop'"]),
+    (["--style", "fancy"], ["--style: invalid choice: 'fancy'"]),
     (["--num_proc", "500"], ["--num_proc must be between 1 and"]),
     (["--prefix", "/proc/ocr"], ["cannot write checkpoint file", "/proc/ocr"]),
     (["--prefix", "ocr" + "x" * 300], ["cannot write checkpoint file", "File name too long"]),
