@@ -34,7 +34,7 @@ DMLC_ENV = ("DMLC_PS_ROOT_URI", "DMLC_PS_ROOT_PORT", "DMLC_NUM_SERVER", "DMLC_NU
 RANK_SEED_STRIDE = 1_000_003  # worker r of a distributed run generates data with --seed + r * this
 MAX_PROCESSES = 4 * (os.cpu_count() or 1)  # generator processes beyond this only thrash the machine
 MAX_DEVICES = 64  # --cpu / --gpu contexts
-MODEL_FIELDS = ("chars", "min_len", "max_len", "seq_length", "image_height", "num_hidden", "num_lstm_layer")
+MODEL_FIELDS = ("chars", "min_len", "max_len", "seq_length", "image_height", "num_hidden", "num_lstm_layer", "fit")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
