@@ -24,20 +24,22 @@ $(ONNX_VENV)/.installed: requirements-onnx.txt
 	$(ONNX_VENV)/bin/python -m pip install --quiet -r requirements-onnx.txt
 	touch $@
 
-# Benchmark-only packages (ddddocr, for bench/serve.py), numpy pinned beside MXNet.
+# Bench-only packages (wheezy.captcha, ddddocr: requirements-bench.txt), numpy pinned beside MXNet.
 bench-deps: $(VENV)/.bench-installed
 
 $(VENV)/.bench-installed: requirements-bench.txt $(VENV)/.installed
 	$(PY) -m pip install --quiet -r requirements-bench.txt numpy==1.23.5
 	touch $@
 
-# Freely licensed fonts every machine has offline: the captcha package's DroidSansMono, and
-# Debian's DejaVu fonts where /usr/share/fonts has them.
+# Freely licensed fonts: the captcha package's DroidSansMono and Debian's DejaVu fonts where
+# /usr/share/fonts has them (both offline), then more from Debian's font packages, fetched without
+# installing them (fetch_fonts.py; a package that cannot be had is a warning, see font/README.md).
 fonts: $(VENV)/.installed
 	cp "$$($(PY) -c 'import captcha, os; print(os.path.dirname(captcha.__file__))')/data/DroidSansMono.ttf" font/
 	for name in $(DEJAVU_FONTS); do \
 		if [ -f $(DEJAVU_DIR)/$$name.ttf ]; then cp $(DEJAVU_DIR)/$$name.ttf font/; fi; \
 	done
+	$(PY) fetch_fonts.py font/
 
 train: setup
 	$(PY) lstm_ocr_train.py $(TRAIN_ARGS) font/

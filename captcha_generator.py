@@ -3,6 +3,7 @@
 As a script, writes one CAPTCHA image to a file:
     python captcha_generator.py font/DroidSansMono.ttf sample.jpg
     python captcha_generator.py --chars 0123456789abcdefghijklmnopqrstuvwxyz --num a7k2 font/ sample.jpg
+    python captcha_generator.py --style varied --seed 1 --count 500 font/ testset/
 """
 
 import os
@@ -14,8 +15,9 @@ from fontTools.ttLib import TTFont
 from PIL import Image, ImageFont
 
 import hyperparameters
+from captcha_styles import VariedCaptcha
 from cli import ArgumentParser, InputError, run_main, write_atomically
-from hyperparameters import RENDER_SCALE, TEXT_FIELDS, Hyperparams
+from hyperparameters import RENDER_SCALE, STYLES, TEXT_FIELDS, Hyperparams
 from images import to_float, to_network_input
 
 NAME_UNSAFE = "/\\_\0"  # characters a label written into a file name NNNN_TEXT cannot hold
@@ -83,12 +85,16 @@ def check_text(text: str, hp: Hyperparams) -> None:
 
 
 class CaptchaGen:
-    """Renders texts as CAPTCHAs with the captcha library, in the given fonts."""
+    """Renders texts as CAPTCHAs in the given fonts: `example`, the example's look with the captcha
+    library; `varied`, the randomized family of looks of captcha_styles.py (reproducible from `seed`)."""
 
-    def __init__(self, font_paths: list[str], hp: Hyperparams, seed: int | None = None):
+    def __init__(self, font_paths: list[str], hp: Hyperparams, seed: int | None = None, style: str = "example"):
+        if style not in STYLES:
+            raise InputError(f"--style must be one of {', '.join(STYLES)}, got {style!r}")
         self.hp = hp
         self.captcha = ImageCaptcha(width=hp.image_width * RENDER_SCALE,
                                     height=hp.image_height * RENDER_SCALE, fonts=font_paths)
+        self.varied = VariedCaptcha(font_paths, hp, seed) if style == "varied" else None
         self.rng = random.Random(seed)
 
     def random_text(self) -> str:
@@ -98,6 +104,8 @@ class CaptchaGen:
 
     def render(self, text: str) -> Image.Image:
         """The full-size RGB CAPTCHA, as a person sees it."""
+        if self.varied is not None:
+            return self.varied.render(text)
         return self.captcha.generate_image(text)
 
     def image_u8(self, text: str) -> np.ndarray:
@@ -146,7 +154,11 @@ def main() -> None:
     parser.add_argument("--num", help="text to draw, in --chars characters "
                                       "[default: a random one, --min_len to --max_len long]")
     parser.add_argument("--count", type=int, help="write this many labelled images NNNN_TEXT.png into OUTPUT")
-    parser.add_argument("--seed", type=int, help="seed of the random texts (the noise stays random)")
+    parser.add_argument("--seed", type=int, help="seed of the random texts (and of every draw of --style varied; "
+                                                 "the example style's noise stays random)")
+    parser.add_argument("--style", default="example", choices=STYLES,
+                        help="example: the example's look; varied: a wide random family of looks, "
+                             "sizes 50x20 to 300x100 (captcha_styles.py) [default example]")
     hyperparameters.add_arguments(parser, TEXT_FIELDS)
     args = parser.parse_args()
     hp = hyperparameters.from_args(args)
@@ -155,7 +167,7 @@ def main() -> None:
     text = args.num
     if text is not None:
         check_text(text, hp)
-    gen = CaptchaGen(fonts, hp, args.seed)
+    gen = CaptchaGen(fonts, hp, args.seed, args.style)
     if args.count is not None:
         write_labelled(gen, args.count, args.output)
         print(f"{args.count} labelled captcha images written to {args.output}")

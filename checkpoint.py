@@ -170,7 +170,9 @@ def load_optimizer_states(updater: "mx.optimizer.Updater", path: str) -> None:
         raise CheckpointError(f"{path} is a malformed optimizer state; {fresh}") from None
     updater.states = {index: parts[0] if len(parts) == 1 else tuple(parts) for index, parts in states.items()}
     updater.states_synced = dict.fromkeys(updater.states, False)
-    updater.optimizer._index_update_count = counts
+    for device_counts in updater.optimizer._all_index_update_counts.values():  # one dict per device
+        device_counts.clear()
+        device_counts.update(counts)
     updater.optimizer.num_update = total
 
 

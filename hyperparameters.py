@@ -8,11 +8,22 @@ from cli import InputError
 DIGITS = "0123456789"
 BLANK = 0  # CTC blank class; character i of the alphabet is class i + 1
 RENDER_SCALE = 2  # captchas are drawn at twice the network's image size, then shrunk
+# Captcha styles (`--style`): the example's look (the captcha package's), or the varied family of
+# captcha_styles.py: image sizes from VARIED_MIN_SIZE to VARIED_MAX_SIZE (width, height), a share of
+# images in the example's look, a share inverted (light text on dark).
+STYLES = ("example", "varied")
+VARIED_MIN_SIZE = (50, 20)
+VARIED_MAX_SIZE = (300, 100)
+VARIED_EXAMPLE_SHARE = 0.25
+VARIED_INVERT_SHARE = 0.15
 TEXT_FIELDS = ("chars", "min_len", "max_len")  # which texts a model reads; the generator's options too
 ALIASES = {"max_len": ["--num_label"]}  # the example's name for the label length
 NON_NEGATIVE = ("momentum", "wd", "clip_gradient")  # 0 turns these off; every other number must be positive
 OPTIMIZERS = ("sgd", "adam")
-CHOICES = {"optimizer": OPTIMIZERS}  # hyperparameters whose option takes one of a few values
+# How an image of any size becomes the network's seq_length x image_height input: `stretch` resizes it
+# (the example's way); `pad` scales it to fit, keeping its aspect ratio, and pads with its border's gray.
+FITS = ("stretch", "pad")
+CHOICES = {"optimizer": OPTIMIZERS, "fit": FITS}  # hyperparameters whose option takes one of a few values
 # Limits on what a user hands in: an image's encoded bytes and decoded pixels (a decompression bomb
 # names its size in one line instead of filling the memory).
 MAX_IMAGE_BYTES = 50 * 1024 * 1024
@@ -56,6 +67,7 @@ class Hyperparams:
     min_len: int = 3
     max_len: int = 4
     chars: str = DIGITS
+    fit: str = "stretch"
 
     @property
     def num_classes(self) -> int:
@@ -91,6 +103,8 @@ class Hyperparams:
             raise InputError(f"--seq_length {self.seq_length} is too short for {self.max_len} characters")
         if self.optimizer not in OPTIMIZERS:
             raise InputError(f"--optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
+        if self.fit not in FITS:
+            raise InputError(f"--fit must be one of {', '.join(FITS)}, got {self.fit!r}")
         if not self.chars:
             raise InputError("--chars must not be empty")
         if len(set(self.chars)) != len(self.chars):

@@ -122,9 +122,22 @@ def _array_to_gray(array: np.ndarray, name: str, max_pixels: int = MAX_IMAGE_PIX
 
 
 def to_network_input(gray: np.ndarray, hp: Hyperparams) -> np.ndarray:
-    """A grayscale uint8 image of any size as the network reads it: (width, height) uint8."""
-    return cv2.resize(gray, (hp.image_width, hp.image_height), interpolation=cv2.INTER_AREA
-                      if gray.shape[1] > 2 * hp.image_width else cv2.INTER_LINEAR).transpose(1, 0)
+    """A grayscale uint8 image of any size as the network reads it: (width, height) uint8. With
+    `hp.fit` "stretch" it is resized to that size; with "pad" it keeps its aspect ratio, scaled to
+    fit and centred on the median gray of its own border."""
+    width, height = hp.image_width, hp.image_height
+    if hp.fit == "stretch":
+        return cv2.resize(gray, (width, height), interpolation=cv2.INTER_AREA
+                          if gray.shape[1] > 2 * width else cv2.INTER_LINEAR).transpose(1, 0)
+    scale = min(width / gray.shape[1], height / gray.shape[0])
+    new_w = min(width, max(1, round(gray.shape[1] * scale)))
+    new_h = min(height, max(1, round(gray.shape[0] * scale)))
+    small = cv2.resize(gray, (new_w, new_h), interpolation=cv2.INTER_AREA if scale < 0.5 else cv2.INTER_LINEAR)
+    border = np.concatenate([small[0], small[-1], small[:, 0], small[:, -1]])
+    canvas = np.full((height, width), np.median(border), dtype=np.uint8)
+    top, left = (height - new_h) // 2, (width - new_w) // 2
+    canvas[top:top + new_h, left:left + new_w] = small
+    return canvas.transpose(1, 0)
 
 
 def read_network_input(source: Source, hp: Hyperparams, name: str | None = None,

@@ -22,7 +22,7 @@ import hyperparameters
 import training_curves
 from captcha_generator import find_fonts
 from cli import ArgumentParser, InputError, Interrupted, check_count, exit_with, run_main, stop_on_signals
-from hyperparameters import RECIPES, Hyperparams
+from hyperparameters import RECIPES, STYLES, Hyperparams
 from lstm import LOSSES, NETWORKS, initial_params, lstm_ocr, network_of, output_steps
 from multiproc_data import MPData, WorkerDied
 from ocr_iter import OCRIter, data_descs, fixed_iter
@@ -34,6 +34,7 @@ DMLC_ENV = ("DMLC_PS_ROOT_URI", "DMLC_PS_ROOT_PORT", "DMLC_NUM_SERVER", "DMLC_NU
 RANK_SEED_STRIDE = 1_000_003  # worker r of a distributed run generates data with --seed + r * this
 MAX_PROCESSES = 4 * (os.cpu_count() or 1)  # generator processes beyond this only thrash the machine
 MAX_DEVICES = 64  # --cpu / --gpu contexts
+MODEL_FIELDS = ("chars", "min_len", "max_len", "seq_length", "image_height", "num_hidden", "num_lstm_layer", "fit")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -54,6 +55,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="samples in the reused training pool (at most an epoch's); 0 = every sample "
                              "fresh, as the example (the trainer then waits for the generators) [default 8192]")
     parser.add_argument("--seed", type=int, default=None, help="random seed for reproducible runs")
+    parser.add_argument("--style", default="example", choices=STYLES,
+                        help="captchas to train on: example (the example's look) or varied (a wide random family "
+                             "of looks and sizes, captcha_styles.py) [default example]")
     parser.add_argument("--load_epoch", type=int, default=0,
                         help="resume from checkpoint PREFIX-%%04d.params (and .states) of this epoch")
     parser.add_argument("--kv_store", default="local", choices=KV_STORES,
@@ -98,12 +102,18 @@ def check_args(args: argparse.Namespace, hp: Hyperparams) -> None:
     checkpoint.check_writable(args.prefix, list(range(args.load_epoch + 1, hp.num_epoch + 1)))
 
 
-def claim_prefix(args: argparse.Namespace) -> None:
+def claim_prefix(args: argparse.Namespace, hp: Hyperparams) -> None:
     """Make `--prefix` this run's: a new run never writes over another run's files unless told to
     (`--overwrite` deletes them first); a resumed run keeps them. Temporary files of killed runs go."""
     for path in checkpoint.clear_stale_temporaries(args.prefix):
         logging.info("Removed %s, left by a stopped run", path)
     if args.load_epoch:
+        training_curves.load(args.prefix, args.load_epoch)  # a corrupt history fails now, not after an epoch
+        saved = checkpoint.load_hyperparams(args.prefix)
+        for name in MODEL_FIELDS:
+            if getattr(saved, name) != getattr(hp, name):
+                raise InputError(f"{args.prefix} was trained with --{name} {getattr(saved, name)!r}, not "
+                                 f"{getattr(hp, name)!r}: resume with the same --{name}")
         return
     epochs = checkpoint.saved_epochs(args.prefix)
     existing = [path for path in checkpoint.file_names(args.prefix, epochs)
@@ -270,11 +280,11 @@ def train(args: argparse.Namespace, hp: Hyperparams, fonts: list[str]) -> None:
         logging.info("Worker %d of %d, kvstore %s", rank, kv.num_workers, kv.type)
     prefix_lock = checkpoint.lock(args.prefix) if rank == 0 else None  # noqa: F841  (held until exit)
     if rank == 0:
-        claim_prefix(args)
+        claim_prefix(args, hp)
     mod = build_module(args, hp, kv)
     block_size = BLOCK_SIZE if args.pool_size else hp.batch_size
     pool_blocks = max(1, min(args.pool_size, hp.train_epoch_size) // block_size)  # no bigger than an epoch
-    with MPData(args.num_proc, fonts, hp, block_size, pool_blocks, data_seed(args.seed, rank)) as data:
+    with MPData(args.num_proc, fonts, hp, block_size, pool_blocks, data_seed(args.seed, rank), args.style) as data:
         logging.info("Generating %d validation samples with %d processes", hp.eval_epoch_size, args.num_proc)
         held_out = [data.take_block() for _ in range(-(-hp.eval_epoch_size // block_size))]
         images = np.concatenate([b[0] for b in held_out])[:hp.eval_epoch_size]

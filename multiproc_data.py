@@ -56,12 +56,12 @@ class SharedBlocks:
 
 
 def _worker(shared: tuple, free: mp.Queue, filled: mp.Queue, font_paths: list[str],
-            hp: Hyperparams, seed: int | None, parent_pid: int) -> None:
+            hp: Hyperparams, seed: int | None, parent_pid: int, style: str = "example") -> None:
     """Fill free blocks with fresh samples until told to stop (None) or the parent is gone."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     os.nice(WORKER_NICENESS)
     blocks = SharedBlocks.view(*shared)
-    gen = CaptchaGen(font_paths, hp, seed)
+    gen = CaptchaGen(font_paths, hp, seed, style)
     while os.getppid() == parent_pid:
         try:
             index = free.get(timeout=POLL_SECONDS)
@@ -77,10 +77,10 @@ def _worker(shared: tuple, free: mp.Queue, filled: mp.Queue, font_paths: list[st
 
 
 class MPData:
-    """A pool of CAPTCHA samples kept fresh by `num_proc` worker processes."""
+    """A pool of CAPTCHA samples kept fresh by `num_proc` worker processes, in captcha style `style`."""
 
     def __init__(self, num_proc: int, font_paths: list[str], hp: Hyperparams, block_size: int,
-                 pool_blocks: int, seed: int | None = None):
+                 pool_blocks: int, seed: int | None = None, style: str = "example"):
         ctx = mp.get_context("spawn")
         spare_blocks = 2 * num_proc  # so that every worker always has a block to fill
         shared = SharedBlocks.allocate(ctx, pool_blocks + spare_blocks, block_size, hp)
@@ -96,7 +96,7 @@ class MPData:
         self.workers = [
             ctx.Process(target=_worker, daemon=True, name=f"captcha-worker-{i}",
                         args=(shared, self.free, self.filled, font_paths, hp,
-                              None if seed is None else seed * 1000 + i, os.getpid()))
+                              None if seed is None else seed * 1000 + i, os.getpid(), style))
             for i in range(num_proc)]
         for worker in self.workers:
             worker.start()

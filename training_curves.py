@@ -2,14 +2,14 @@
 
 import json
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 
 import matplotlib
 
 matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
 
-from cli import write_atomically, write_text  # noqa: E402
+from cli import InputError, write_atomically, write_text  # noqa: E402
 
 
 @dataclass
@@ -35,10 +35,21 @@ def curves_path(prefix: str) -> str:
 
 def load(prefix: str, up_to_epoch: int) -> list[EpochRecord]:
     """The records of epochs 1..up_to_epoch saved under `prefix` (none if there is no history)."""
-    if not os.path.isfile(history_path(prefix)):
+    path = history_path(prefix)
+    if not os.path.isfile(path):
         return []
-    with open(history_path(prefix)) as file:
-        return [EpochRecord(**r) for r in json.load(file) if r["epoch"] <= up_to_epoch]
+    try:
+        with open(path, encoding="utf-8") as file:
+            records = [EpochRecord(**r) for r in json.load(file)]
+        for record in records:
+            for field in fields(EpochRecord):
+                value = getattr(record, field.name)
+                if isinstance(value, bool) or not isinstance(value, int | float) or value != value:
+                    raise TypeError(f"{field.name}={value!r}")
+    except (OSError, ValueError, TypeError) as error:
+        raise InputError(f"{path} is not a valid training history ({error}); move it away to resume without "
+                         "the earlier curves") from None
+    return [record for record in records if record.epoch <= up_to_epoch]
 
 
 def save(prefix: str, records: list[EpochRecord]) -> None:

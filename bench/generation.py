@@ -1,7 +1,9 @@
 """Captcha generation speed per process: the original example's PNG round trip against this port's
-straight-from-PIL path.
+straight-from-PIL path, and the varied style (captcha_styles.py) against the example style. The
+three are measured interleaved, round by round (A, B, C, A, B, C, ...), so that a machine whose
+speed drifts affects them alike; the ratios are what counts.
 
-    .venv/bin/python bench/generation.py [--images 300] [FONT]
+    .venv/bin/python bench/generation.py [--images 300] [--rounds 3] [--min_len 3] [--max_len 4] [FONT_OR_FOLDER]
 """
 
 import argparse
@@ -14,7 +16,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
-from captcha_generator import CaptchaGen  # noqa: E402
+from captcha_generator import CaptchaGen, find_fonts  # noqa: E402
 from hyperparameters import Hyperparams  # noqa: E402
 from images import to_network_input  # noqa: E402
 
@@ -26,25 +28,40 @@ def png_round_trip(gen: CaptchaGen, text: str) -> np.ndarray:
     return to_network_input(gray, gen.hp)
 
 
-def rate(make, gen: CaptchaGen, images: int) -> float:
+def seconds(make, gen: CaptchaGen, images: int) -> float:
     texts = [gen.random_text() for _ in range(images)]
     tic = time.perf_counter()
     for text in texts:
         make(text)
-    return images / (time.perf_counter() - tic)
+    return time.perf_counter() - tic
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("font", nargs="?", default="font/DroidSansMono.ttf")
-    parser.add_argument("--images", type=int, default=300)
+    parser.add_argument("--images", type=int, default=300, help="images per method and round")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--min_len", type=int, default=3)
+    parser.add_argument("--max_len", type=int, default=4)
     args = parser.parse_args()
-    gen = CaptchaGen([args.font], Hyperparams(), seed=0)
-    print(f"# {' '.join(sys.argv)}")
-    original = rate(lambda t: png_round_trip(gen, t), gen, args.images)
-    direct = rate(gen.image_u8, gen, args.images)
+    hp = Hyperparams(min_len=args.min_len, max_len=args.max_len)
+    fonts = find_fonts(args.font, hp.chars)
+    example = CaptchaGen(fonts, hp, seed=0)
+    varied = CaptchaGen(fonts, hp, seed=0, style="varied")
+    print(f"# {' '.join(sys.argv)}  ({len(fonts)} fonts, {args.rounds} interleaved rounds of {args.images} images)")
+    methods = {"PNG round trip (example)": (lambda t: png_round_trip(example, t), example),
+               "straight from PIL (port)": (example.image_u8, example),
+               "varied style, from PIL": (varied.image_u8, varied)}
+    totals = dict.fromkeys(methods, 0.0)
+    for _ in range(args.rounds):
+        for name, (make, gen) in methods.items():
+            totals[name] += seconds(make, gen, args.images)
+    rates = {name: args.rounds * args.images / total for name, total in totals.items()}
+    original, direct = rates["PNG round trip (example)"], rates["straight from PIL (port)"]
     print(f"generation  PNG round trip (example)  {original:8.1f} images/s per process")
     print(f"generation  straight from PIL (port)  {direct:8.1f} images/s per process  ({direct / original:.2f}x)")
+    print(f"generation  varied style, from PIL    {rates['varied style, from PIL']:8.1f} images/s per process  "
+          f"({rates['varied style, from PIL'] / direct:.2f}x the example style from PIL)")
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RUNS = [
     ({}, ["bench/generation.py", "font/DroidSansMono.ttf"]),
+    ({}, ["bench/generation.py", "--min_len", "3", "--max_len", "6", "font/"]),
     ({}, ["bench/train_step.py"]),
     ({"OMP_NUM_THREADS": "1"}, ["bench/train_step.py", "--networks", "fused", "--losses", "ctc"]),
     ({"OMP_NUM_THREADS": "2"}, ["bench/train_step.py", "--networks", "fused", "--losses", "ctc"]),

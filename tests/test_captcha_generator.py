@@ -153,3 +153,31 @@ def test_count_must_be_positive_and_write_into_a_folder(font, tmp_path):
     (tmp_path / "file.png").write_text("")
     result = run_script("captcha_generator.py", "--count", "2", font, str(tmp_path / "file.png"))
     assert result.returncode == 2 and "is a file" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_font_without_a_glyph_for_the_alphabet_is_named(font, tmp_path):
+    from fontTools import subset
+
+    partial = str(tmp_path / "no_seven.ttf")
+    options = subset.Options()
+    options.notdef_outline = True
+    font_subset = subset.Subsetter(options)
+    loaded = subset.load_font(font, options)
+    font_subset.populate(text="012345689")
+    font_subset.subset(loaded)
+    subset.save_font(loaded, partial, options)
+    with pytest.raises(InputError, match=r"no_seven.ttf has no glyph for '7' of --chars '0123456789'"):
+        find_fonts(partial, "0123456789")
+    assert find_fonts(partial, "0123") == [partial]
+    result = run_script("captcha_generator.py", str(tmp_path), str(tmp_path / "x.png"))
+    assert result.returncode == 2 and "has no glyph for '7'" in result.stderr and result.stderr.count("\n") == 1
+
+
+def test_count_never_mixes_two_sets_and_refuses_names_that_cannot_hold_a_label(font, tmp_path):
+    folder = tmp_path / "set"
+    assert run_script("captcha_generator.py", "--count", "2", font, str(folder)).returncode == 0
+    again = run_script("captcha_generator.py", "--count", "2", font, str(folder))
+    assert again.returncode == 2 and "already holds 2 files" in again.stderr and len(os.listdir(folder)) == 2
+    slash = run_script("captcha_generator.py", "--count", "2", "--chars", "0/1", font, str(tmp_path / "other"))
+    assert slash.returncode == 2 and "--chars has '/', which cannot stand in a file name" in slash.stderr
+    assert not (tmp_path / "other").exists()

@@ -82,3 +82,91 @@ def test_params_digest_is_equal_only_for_bit_identical_params(saved):
     changed[name][0] += 1e-6
     assert checkpoint.params_digest(changed) != checkpoint.params_digest(params)
     assert checkpoint.params_digest({"a": mx.nd.zeros((2, 3))}) != checkpoint.params_digest({"a": mx.nd.zeros((3, 2))})
+
+
+@pytest.mark.parametrize("text, words", [
+    ("[1, 2]", "not a JSON object"),
+    ('{"num_hidden": "100"}', "num_hidden='100', not a int"),
+    ('{"chars": 5}', "chars=5, not a str"),
+    ('{"max_len": true}', "max_len=True, not a int"),
+    ('{"num_hidden": -3}', "--num_hidden must be positive"),
+    ("{not json", "Expecting property name"),
+])
+def test_a_malformed_meta_file_is_one_clear_error(saved, text, words):
+    prefix, _, _ = saved
+    with open(checkpoint.meta_path(prefix), "w") as file:
+        file.write(text)
+    with pytest.raises(checkpoint.CheckpointError, match="ocr-meta.json is not a valid checkpoint meta file") as error:
+        checkpoint.load_hyperparams(prefix)
+    assert words in str(error.value)
+
+
+def _trained_module(optimizer: str, params: dict | None = None) -> mx.mod.Module:
+    data = mx.sym.Variable("data")
+    net = mx.sym.LinearRegressionOutput(mx.sym.FullyConnected(data, num_hidden=2, name="fc"), name="out")
+    mod = mx.mod.Module(net, data_names=["data"], label_names=["out_label"])
+    mod.bind(data_shapes=[("data", (4, 3))], label_shapes=[("out_label", (4, 2))])
+    mod.init_params(mx.init.Constant(0.1), arg_params=params)
+    mod.init_optimizer(optimizer=optimizer, optimizer_params={"learning_rate": 0.1})
+    return mod
+
+
+def _step(mod: mx.mod.Module, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    batch = mx.io.DataBatch(data=[mx.nd.array(rng.random((4, 3)))], label=[mx.nd.array(rng.random((4, 2)))])
+    mod.forward_backward(batch)
+    mod.update()
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "sgd"])
+def test_optimizer_state_round_trips_without_pickle(tmp_path, optimizer):
+    """Resuming from a saved state continues exactly as the uninterrupted run."""
+    from lstm_ocr_train import updater_of
+
+    path = str(tmp_path / "ocr-0001.states")
+    run = _trained_module(optimizer)
+    for seed in range(3):
+        _step(run, seed)
+    checkpoint.save_optimizer_states(updater_of(run), path)
+    assert b"\x80\x04" not in open(path, "rb").read()[:2]  # not a pickle
+    resumed = _trained_module(optimizer, params=run.get_params()[0])
+    checkpoint.load_optimizer_states(updater_of(resumed), path)
+    for seed in (3, 4):
+        _step(run, seed)
+        _step(resumed, seed)
+    for name, value in run.get_params()[0].items():
+        np.testing.assert_allclose(resumed.get_params()[0][name].asnumpy(), value.asnumpy(), rtol=1e-6)
+
+
+def test_stale_temporaries_go_and_live_ones_stay(tmp_path):
+    prefix = str(tmp_path / "ocr")
+    dead = 4_000_000
+    while os.path.exists(f"/proc/{dead}"):
+        dead += 1
+    stale, live = f"{prefix}-0002.params.tmp{dead}", f"{prefix}-symbol.json.tmp{os.getpid()}"
+    other = str(tmp_path / "ocrx-0001.params.tmp1")  # another prefix's
+    for path in (stale, live, other):
+        open(path, "w").write("half")
+    assert checkpoint.clear_stale_temporaries(prefix) == [stale]
+    assert not os.path.exists(stale) and os.path.exists(live) and os.path.exists(other)
+
+
+def test_a_second_lock_on_a_prefix_is_refused_until_the_first_goes(tmp_path):
+    prefix = str(tmp_path / "ocr")
+    held = checkpoint.lock(prefix)
+    with pytest.raises(InputError, match=f"in use by a running trainer \\(pid {os.getpid()}\\)"):
+        checkpoint.lock(prefix)
+    held.close()
+    checkpoint.lock(prefix).close()
+
+
+def test_unwritable_prefixes_fail_before_training(tmp_path):
+    with pytest.raises(InputError, match="does not exist"):
+        checkpoint.check_writable(str(tmp_path / "missing" / "ocr"), [1])
+    with pytest.raises(InputError, match="File name too long"):
+        checkpoint.check_writable(str(tmp_path / ("o" * 250)), [1])
+    os.mkdir(tmp_path / "ocr-symbol.json")
+    with pytest.raises(InputError, match="is a folder"):
+        checkpoint.check_writable(str(tmp_path / "ocr"), [1])
+    checkpoint.check_writable(str(tmp_path / "fine"), [1, 2])
+    assert sorted(os.listdir(tmp_path)) == ["ocr-symbol.json"]  # the probes leave nothing behind

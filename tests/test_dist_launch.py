@@ -103,3 +103,8 @@ def test_a_killed_worker_stops_every_process_and_sets_the_exit_code(font, tmp_pa
 def test_bad_launcher_option_is_one_line():
     result = run_script("dist_launch.py", "-n", "0", "font")
     assert result.returncode == 2 and result.stderr.startswith("error: --num_workers must be between 1 and ")
+
+
+def test_the_launcher_needs_neither_opencv_nor_captcha_nor_mxnet():
+    code = "import sys, dist_launch; sys.exit(bool({'cv2', 'captcha', 'mxnet'} & set(sys.modules)))"
+    assert subprocess.run([PYTHON, "-c", code], cwd=ROOT, timeout=120).returncode == 0

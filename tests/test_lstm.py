@@ -74,3 +74,22 @@ def test_a_checkpoint_converts_to_the_other_network_with_the_same_outputs(tmp_pa
     data = np.random.default_rng(5).random((4, hp.image_width, hp.image_height)).astype(np.float32)
     np.testing.assert_allclose(_forward(inference_symbol(symbol), converted, data),
                                _forward(lstm_ocr(hp, "fused", None), params, data), atol=1e-5)
+
+
+def test_a_conversion_never_writes_over_a_checkpoint(tmp_path):
+    import checkpoint
+    from conftest import run_script
+
+    hp = Hyperparams(num_hidden=8)
+    prefix = str(tmp_path / "fused")
+    checkpoint.save(prefix, 1, lstm_ocr(hp, "fused", "ctc"), initial_params(hp, "fused", mx.init.Xavier()), {}, hp)
+    before = open(checkpoint.params_path(prefix, 1), "rb").read()
+    for out, words in [(prefix, "already holds a checkpoint"), (str(tmp_path / "." / "fused"), "already holds"),
+                       (str(tmp_path / "missing" / "x"), "checkpoint folder"), ("/proc/x", "cannot write")]:
+        result = run_script("lstm.py", "--prefix", prefix, "--epoch", "1", "--to", "unrolled", "--out", out)
+        assert result.returncode == 2 and result.stderr.startswith("error: ") and words in result.stderr, \
+            result.stderr
+        assert result.stderr.count("\n") == 1
+    assert open(checkpoint.params_path(prefix, 1), "rb").read() == before
+    bad = run_script("lstm.py", "--prefix", prefix, "--epoch", "1", "--to", "gru", "--out", str(tmp_path / "y"))
+    assert bad.returncode == 2 and "invalid choice: 'gru'" in bad.stderr

@@ -14,7 +14,7 @@ from PIL import Image
 import checkpoint
 from captcha_generator import CaptchaGen
 from cli import InputError
-from conftest import ROOT, run_script
+from conftest import PYTHON, ROOT, run_script
 from hyperparameters import Hyperparams
 from lstm import initial_params, lstm_ocr
 from lstm_ocr_infer import Reader, format_text, to_text
@@ -131,6 +131,47 @@ def test_accuracy_line_counts_right_and_wrong_names(model, tmp_path, font, sampl
     assert result.stdout.splitlines()[-1].startswith("accuracy=0.5000 "), result.stderr
     unlabelled = run_script("lstm_ocr_infer.py", "--prefix", model, "--epoch", "3", sample, sample)
     assert len(unlabelled.stdout.splitlines()) == 2  # no accuracy line without labels in the names
+    scans = tmp_path / "scans"  # names with `_` and digits that are not labels
+    scans.mkdir()
+    for name in ("scan_2023.png", "scan_2024.png"):
+        shutil.copy(sample, scans / name)
+    result = run_script("lstm_ocr_infer.py", "--prefix", model, "--epoch", "3", str(scans))
+    assert result.returncode == 0 and len(result.stdout.splitlines()) == 2 and "accuracy=" not in result.stdout
+
+
+def test_hostile_inputs_are_one_line_each(model, sample, tmp_path):
+    fifo = tmp_path / "pipe.png"
+    os.mkfifo(fifo)
+    _one_line_error(run_script("lstm_ocr_infer.py", "--prefix", model, "--epoch", "3", str(fifo), timeout=60),
+                    "not a regular file")
+    os.remove(fifo)
+    bomb = tmp_path / "bomb.png"
+    Image.new("1", (20_000, 20_000)).save(bomb)  # 50 kB on disk, 400 megapixels decoded
+    _one_line_error(run_script("lstm_ocr_infer.py", "--prefix", model, "--epoch", "3", str(bomb)),
+                    "20000x20000 pixels, over the limit")
+    with open(checkpoint.meta_path(model), encoding="utf-8") as file:
+        meta = file.read()
+    try:
+        for broken in ("[]", '{"chars": 12}'):
+            with open(checkpoint.meta_path(model), "w") as file:
+                file.write(broken)
+            _one_line_error(run_script("lstm_ocr_infer.py", "--prefix", model, "--epoch", "3", sample),
+                            "ocr-meta.json is not a valid checkpoint meta file")
+    finally:
+        with open(checkpoint.meta_path(model), "w") as file:
+            file.write(meta)
+
+
+def test_a_closed_output_pipe_is_one_line(model, sample, tmp_path):
+    folder = tmp_path / "many"
+    folder.mkdir()
+    padding = "x" * 200  # 300 lines of over 200 bytes: more than a pipe holds, so a write outlives `head`
+    for index in range(300):
+        os.link(sample, folder / f"{index:04d}{padding}.png")
+    command = f"{PYTHON} {ROOT}/lstm_ocr_infer.py --prefix {model} --epoch 3 {folder} | head -1"
+    result = subprocess.run(command, shell=True, capture_output=True, text=True, timeout=300)
+    assert result.stdout.startswith(str(folder / f"0000{padding}.png"))
+    assert result.stderr == "error: standard output was closed before every result was written\n"
 
 
 def test_digit_models_print_the_examples_list():

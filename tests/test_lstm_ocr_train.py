@@ -80,6 +80,7 @@ def test_gpu_on_a_cpu_only_build_is_one_clear_line(font, tmp_path):
     (["--loss", "foo"], ["--loss: invalid choice: 'foo'", "'ctc', 'warpctc'"]),
     (["--network", "gru"], ["--network: invalid choice: 'gru'"]),
     (["--optimizer", "rmsprop"], ["--optimizer: invalid choice: 'rmsprop'"]),
+    (["--style", "fancy"], ["--style: invalid choice: 'fancy'"]),
     (["--num_proc", "500"], ["--num_proc must be between 1 and"]),
     (["--prefix", "/proc/ocr"], ["cannot write checkpoint file", "/proc/ocr"]),
     (["--prefix", "ocr" + "x" * 300], ["cannot write checkpoint file", "File name too long"]),
@@ -122,6 +123,9 @@ def test_two_cpu_contexts_train_and_checkpoint(font, tmp_path, kv_store):
     assert "[rank" not in result.stderr
     for name in ("ocr-symbol.json", "ocr-0001.params", "ocr-0001.states"):
         assert os.path.isfile(tmp_path / name)
+    resumed = run_script("lstm_ocr_train.py", *args[:4], "--num_epoch", "2", "--load_epoch", "1", *args[6:])
+    assert resumed.returncode == 0 and "Epoch[1] Validation-accuracy=" in resumed.stderr, resumed.stderr
+    assert "No optimizer state" not in resumed.stderr
     image = str(tmp_path / "sample.jpg")
     assert run_script("captcha_generator.py", font, image).returncode == 0
     result = run_script("lstm_ocr_infer.py", "--prefix", prefix, "--epoch", "1", image)

@@ -1,6 +1,7 @@
 """The trainer's life cycle as a user meets it: resume, signals at any moment, dead workers, kills."""
 
 import os
+import pickle
 import selectors
 import signal
 import subprocess
@@ -73,6 +74,73 @@ def test_resume_continues_the_epoch_count_with_optimizer_state(font, tmp_path):
     wrong = run_script("lstm_ocr_train.py", *TINY, "--num_epoch", "3", "--load_epoch", "2", "--network", "unrolled",
                        "--prefix", prefix, font)
     assert wrong.returncode == 2 and "resume with --network fused" in wrong.stderr
+    letters = run_script("lstm_ocr_train.py", *TINY, "--num_epoch", "3", "--load_epoch", "2", "--chars", "abcdefghij",
+                         "--prefix", prefix, font)
+    assert letters.returncode == 2 and "trained with --chars '0123456789'" in letters.stderr, letters.stderr
+
+
+class _Payload:
+    """Unpickling this runs a command: what a crafted .states file could do to a pickle loader."""
+
+    def __init__(self, marker: str):
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.marker}",)
+
+
+def _one_line(result: subprocess.CompletedProcess, *words: str) -> None:
+    assert result.returncode == 2 and result.stderr.count("\n") == 1 and result.stderr.startswith("error: "), \
+        result.stderr
+    for word in words:
+        assert word in result.stderr, result.stderr
+
+
+def test_a_prefix_belongs_to_one_run_and_its_files_are_never_trusted(font, tmp_path):
+    prefix = str(tmp_path / "ocr")
+    first = run_script("lstm_ocr_train.py", *TINY, "--num_epoch", "2", "--prefix", prefix, font)
+    assert first.returncode == 0, first.stderr
+    files = {path: open(path, "rb").read() for path in checkpoint.file_names(prefix, [1, 2])
+             if os.path.isfile(path) and path != checkpoint.lock_path(prefix)}
+    assert len(files) == 8  # symbol, meta, history, curves, 2 params, 2 states
+
+    again = run_script("lstm_ocr_train.py", *TINY, "--num_epoch", "1", "--network", "unrolled", "--prefix", prefix,
+                       font)
+    _one_line(again, "already holds a run (epochs 1-2)", "--load_epoch 2", "--overwrite")
+    assert {path: open(path, "rb").read() for path in files} == files
+
+    marker = tmp_path / "pwned"
+    with open(checkpoint.states_path(prefix, 2), "wb") as file:
+        pickle.dump(_Payload(str(marker)), file)
+    hostile = run_script("lstm_ocr_train.py", *TINY, "--num_epoch", "3", "--load_epoch", "2", "--prefix", prefix, font)
+    _one_line(hostile, "ocr-0002.states", "never loaded")
+    assert not marker.exists()
+    with open(checkpoint.states_path(prefix, 2), "wb") as file:
+        file.write(files[checkpoint.states_path(prefix, 2)][:100])  # truncated
+    _one_line(run_script("lstm_ocr_train.py", *TINY, "--num_epoch", "3", "--load_epoch", "2", "--prefix", prefix,
+                         font), "ocr-0002.states")
+
+    with open(f"{prefix}-history.json", "w") as file:
+        file.write('[{"epoch": "one"}]')
+    _one_line(run_script("lstm_ocr_train.py", *TINY, "--num_epoch", "3", "--load_epoch", "1", "--prefix", prefix,
+                         font), "ocr-history.json is not a valid training history")
+
+    stale = f"{prefix}-0003.params.tmp{_dead_pid()}"
+    open(stale, "w").write("half-written by a killed run")
+    replaced = run_script("lstm_ocr_train.py", *TINY, "--num_epoch", "1", "--network", "unrolled", "--overwrite",
+                          "--prefix", prefix, font)
+    assert replaced.returncode == 0, replaced.stderr
+    assert f"Removed {stale}" in replaced.stderr and not os.path.exists(stale)
+    assert checkpoint.saved_epochs(prefix) == [1] and not os.path.exists(checkpoint.states_path(prefix, 2))
+    symbol, arg_params, _ = checkpoint.load(prefix, 1)
+    assert "l0_i2h_weight" in arg_params  # the unrolled run's files, not a mix of two runs
+
+
+def _dead_pid() -> int:
+    pid = 4_000_000
+    while os.path.exists(f"/proc/{pid}"):
+        pid += 1
+    return pid
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
@@ -83,11 +151,15 @@ def test_a_signal_mid_training_stops_fast_leaves_no_process_and_keeps_checkpoint
     workers = children_of(run.proc.pid)
     assert len(workers) >= 2
     run.wait_for("Epoch[1] Batch")
+    if sig == signal.SIGINT:  # a second trainer on the same prefix, even with --overwrite, is refused
+        second = run_script("lstm_ocr_train.py", *TINY, "--overwrite", "--prefix", prefix, font)
+        assert second.returncode == 2 and f"in use by a running trainer (pid {run.proc.pid})" in second.stderr
     sent = time.monotonic()
     run.proc.send_signal(sig)
     assert run.finish() == 130
     assert time.monotonic() - sent < 10
-    assert f"stopped by {sig.name}; last checkpoint: {prefix}-0001.params" in run.log
+    last = checkpoint.saved_epochs(prefix)[-1]
+    assert f"stopped by {sig.name}; last checkpoint: {checkpoint.params_path(prefix, last)}" in run.log
     assert "Traceback" not in run.log
     assert_all_exit(workers)
     checkpoint.load(prefix, 1)

@@ -1,8 +1,12 @@
 import json
+import subprocess
 
+import pytest
 from PIL import Image
 
 import training_curves
+from cli import InputError
+from conftest import PYTHON, ROOT
 from training_curves import EpochRecord
 
 
@@ -23,3 +27,19 @@ def test_load_keeps_the_epochs_a_resumed_run_builds_on(tmp_path):
     assert training_curves.load(prefix, 5) == []
     training_curves.save(prefix, _records(4))
     assert training_curves.load(prefix, 2) == _records(2)
+
+
+@pytest.mark.parametrize("text", ["{", "[1, 2]", '{"epoch": 1}', '[{"epoch": "1", "samples": 2}]',
+                                  '[{"epoch": 1, "samples": 1, "seconds": 1, "train_accuracy": "x", '
+                                  '"train_loss": 1, "val_accuracy": 1, "val_loss": 1}]'])
+def test_a_corrupt_history_is_one_clear_error(tmp_path, text):
+    prefix = str(tmp_path / "ocr")
+    with open(training_curves.history_path(prefix), "w") as file:
+        file.write(text)
+    with pytest.raises(InputError, match="ocr-history.json is not a valid training history"):
+        training_curves.load(prefix, 5)
+
+
+def test_plotting_needs_no_mxnet():
+    code = "import sys, training_curves; sys.exit('mxnet' in sys.modules)"
+    assert subprocess.run([PYTHON, "-c", code], cwd=ROOT, timeout=120).returncode == 0

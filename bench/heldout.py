@@ -1,0 +1,108 @@
+"""Accuracy of a checkpoint on fresh held-out sets of several looks, measured the user's way: each
+set is written to a folder, then read by `lstm_ocr_infer.py DIR`.
+
+    .venv/bin/python bench/heldout.py [--prefix pretrained/ocr --epoch N] [--count 500] [--seed 1001]
+        [--sets example,varied,wheezy] [--min_len 3 --max_len 4] [--keep DIR]
+
+- example: `captcha_generator.py --count N --seed S font/` (the example's look, every font of font/);
+- varied:  the same with `--style varied` (captcha_styles.py);
+- wheezy:  wheezy-captcha's documented default look (background, warped, rotated and offset text,
+  a curve, noise, smoothing; 200x75, JPEG quality 75) in LiberationMono-Bold, one of the two fonts
+  of its example. A held-out check only, never training data: this project does not train on any
+  other library's images. Needs `pip install -r requirements-bench.txt`.
+Texts are random digits of --min_len to --max_len, seeded; the wheezy set is seeded too (it draws
+with Python's `random`).
+"""
+
+import argparse
+import os
+import random
+import subprocess
+import sys
+import tempfile
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+import checkpoint  # noqa: E402
+
+SETS = ("example", "varied", "wheezy")
+WHEEZY_FONT = "font/LiberationMono-Bold.ttf"
+ASPECT_EDGES = (2.0, 3.0, 4.0)  # the varied set's accuracy is also printed by width / height below these
+
+
+def run(*args: str) -> str:
+    return subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+
+
+def write_wheezy(folder: str, count: int, seed: int, min_len: int, max_len: int, font: str) -> None:
+    """`count` captchas in wheezy-captcha's default look, named NNNN_DIGITS.jpg."""
+    from wheezy.captcha.image import background, captcha, curve, noise, offset, rotate, smooth, text, warp
+    draw = captcha(drawings=[background(), text(fonts=[font], drawings=[warp(), rotate(), offset()]),
+                             curve(), noise(), smooth()])
+    random.seed(seed)
+    os.makedirs(folder)
+    for index in range(count):
+        digits = "".join(random.choice("0123456789") for _ in range(random.randint(min_len, max_len)))
+        draw(digits).save(os.path.join(folder, f"{index:04d}_{digits}.jpg"), "JPEG", quality=75)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--prefix", default="pretrained/ocr")
+    parser.add_argument("--epoch", type=int, default=None, help="[default: the last saved]")
+    parser.add_argument("--count", type=int, default=500)
+    parser.add_argument("--seed", type=int, default=1001)
+    parser.add_argument("--sets", default=",".join(SETS), help=f"comma-separated, of {', '.join(SETS)}")
+    parser.add_argument("--min_len", type=int, default=3)
+    parser.add_argument("--max_len", type=int, default=4)
+    parser.add_argument("--wheezy_font", default=WHEEZY_FONT)
+    parser.add_argument("--keep", help="write the sets into this folder (kept) instead of a temporary one")
+    args = parser.parse_args()
+    sets = args.sets.split(",")
+    unknown = sorted(set(sets) - set(SETS))
+    if unknown:
+        parser.error(f"unknown sets {unknown}; choose from {', '.join(SETS)}")
+    epoch = args.epoch or checkpoint.saved_epochs(args.prefix)[-1]
+    print(f"# {' '.join(sys.argv)}  ({checkpoint.params_path(args.prefix, epoch)}, {args.count} images a set)")
+    lengths = ["--min_len", str(args.min_len), "--max_len", str(args.max_len)]
+    with tempfile.TemporaryDirectory() as temporary:
+        base = args.keep or temporary
+        os.makedirs(base, exist_ok=True)
+        for name in sets:
+            folder = os.path.join(base, name)
+            if not os.path.isdir(folder):
+                if name == "wheezy":
+                    write_wheezy(folder, args.count, args.seed, args.min_len, args.max_len, args.wheezy_font)
+                else:
+                    run("captcha_generator.py", "--count", str(args.count), "--seed", str(args.seed), "--style",
+                        "varied" if name == "varied" else "example", *lengths, "font/", folder)
+            lines = run("lstm_ocr_infer.py", "--prefix", args.prefix, "--epoch", str(epoch), folder).splitlines()
+            print(f"{name:10s} {lines[-1]}", flush=True)
+            if name == "varied":
+                print_by_aspect(lines[:-1])
+
+
+def print_by_aspect(lines: list[str]) -> None:
+    """Sequence accuracy of `PATH Digits: [...]` lines, by the image's aspect ratio (width / height)."""
+    from PIL import Image
+
+    from labelled_data import generated_label
+
+    buckets: dict[str, list[bool]] = {}
+    for line in lines:
+        path, _, digits = line.partition(" Digits: ")
+        read = "".join(c for c in digits if c.isdigit())
+        with Image.open(path) as image:
+            aspect = image.size[0] / image.size[1]
+        buckets.setdefault(sum(aspect >= edge for edge in ASPECT_EDGES), []).append(read == generated_label(path))
+    pairs = zip(ASPECT_EDGES[:-1], ASPECT_EDGES[1:], strict=True)
+    names = [f"< {ASPECT_EDGES[0]:g}", *(f"{a:g}-{b:g}" for a, b in pairs), f">= {ASPECT_EDGES[-1]:g}"]
+    for index, name in enumerate(names):
+        hits = buckets.get(index, [])
+        if hits:
+            print(f"  aspect {name:5s} accuracy={sum(hits) / len(hits):.4f} images={len(hits)}")
+
+
+if __name__ == "__main__":
+    main()

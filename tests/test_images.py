@@ -1,0 +1,135 @@
+"""Images are read as a person sees them, and hostile ones are one clear error."""
+
+import io
+import os
+import struct
+import zlib
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from cli import InputError
+from hyperparameters import MAX_IMAGE_PIXELS, Hyperparams
+from images import read_gray, read_network_input
+
+
+def _text_image(ink: int = 40, paper: int = 230) -> np.ndarray:
+    """A light image with a dark bar in the middle: 'text' a reader must keep."""
+    pixels = np.full((30, 80), paper, dtype=np.uint8)
+    pixels[10:20, 20:60] = ink
+    return pixels
+
+
+def _saved(image: Image.Image, tmp_path, name: str, **options) -> str:
+    path = str(tmp_path / name)
+    image.save(path, **options)
+    return path
+
+
+def test_16_bit_png_is_scaled_not_clipped(tmp_path):
+    gray16 = (_text_image().astype(np.uint16) * 257)
+    path = _saved(Image.fromarray(gray16), tmp_path, "deep.png")
+    assert Image.open(path).mode.startswith("I")
+    assert np.abs(read_gray(path).astype(int) - _text_image()).max() <= 1
+
+
+def test_dark_text_on_transparent_background_stays_readable(tmp_path):
+    rgba = np.zeros((30, 80, 4), dtype=np.uint8)  # transparent black everywhere...
+    rgba[10:20, 20:60, 3] = 255  # ...but opaque black text
+    gray = read_gray(_saved(Image.fromarray(rgba, "RGBA"), tmp_path, "alpha.png"))
+    assert gray[15, 40] < 50 and gray[2, 2] > 200  # dark text on a light page, not black on black
+
+
+def test_light_text_on_transparent_background_stays_readable(tmp_path):
+    rgba = np.zeros((30, 80, 4), dtype=np.uint8)
+    rgba[10:20, 20:60] = 255  # opaque white text on transparent (black) pixels
+    gray = read_gray(_saved(Image.fromarray(rgba, "RGBA"), tmp_path, "light.png"))
+    assert gray[15, 40] > 200 and gray[2, 2] < 50
+
+
+def test_exif_orientation_is_applied(tmp_path):
+    upright = Image.fromarray(np.tile(np.linspace(0, 255, 80, dtype=np.uint8), (30, 1)))  # dark left, light right
+    stored = upright.transpose(Image.Transpose.ROTATE_180)
+    exif = Image.Exif()
+    exif[0x0112] = 3  # orientation: rotate 180 to display
+    gray = read_gray(_saved(stored, tmp_path, "turned.jpg", exif=exif, quality=95))
+    assert gray.shape == (30, 80) and gray[:, :10].mean() < gray[:, -10:].mean()
+
+
+@pytest.mark.parametrize("save", [
+    lambda image, path: image.convert("P").save(path + ".gif"),
+    lambda image, path: image.save(path + ".bmp"),
+    lambda image, path: image.save(path + ".webp", lossless=True),
+    lambda image, path: image.save(path + ".tiff"),
+    lambda image, path: image.convert("RGB").save(path + ".jpg", quality=95),
+    lambda image, path: image.convert("LA").save(path + ".png"),
+])
+def test_every_common_format_and_mode_reads_the_same(tmp_path, save):
+    save(Image.fromarray(_text_image()), str(tmp_path / "image"))
+    (path,) = [str(tmp_path / name) for name in os.listdir(tmp_path)]
+    assert np.abs(read_gray(path).astype(int) - _text_image()).max() <= 12
+
+
+def _png_header_only(width: int, height: int) -> bytes:
+    """A tiny PNG file that declares a huge image (a decompression bomb's header)."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 100)) + \
+        chunk(b"IEND", b"")
+
+
+def test_a_decompression_bomb_names_its_size_before_decoding(tmp_path):
+    path = tmp_path / "bomb.png"
+    path.write_bytes(_png_header_only(100_000, 100_000))
+    with pytest.raises(InputError, match=f"100000x100000 pixels, over the limit of {MAX_IMAGE_PIXELS}"):
+        read_gray(str(path))
+    with pytest.raises(InputError, match="over the limit"):
+        read_gray(path.read_bytes(), name="upload")
+
+
+def test_a_fifo_is_not_called_missing(tmp_path):
+    fifo = tmp_path / "pipe.png"
+    os.mkfifo(fifo)
+    with pytest.raises(InputError, match="not a regular file"):
+        read_gray(str(fifo))  # and does not block waiting for a writer
+
+
+def test_a_folder_and_a_missing_file_say_which(tmp_path):
+    with pytest.raises(InputError, match="is a folder"):
+        read_gray(str(tmp_path))
+    with pytest.raises(InputError, match="does not exist"):
+        read_gray(str(tmp_path / "nothing.png"))
+
+
+@pytest.mark.parametrize("array, words", [
+    (np.zeros((30, 80), dtype=np.float64), "dtype float64"),
+    (np.zeros((30, 80, 2), dtype=np.uint8), "shape"),
+    (np.zeros((0, 80), dtype=np.uint8), "shape"),
+])
+def test_bad_arrays_are_one_clear_error(array, words):
+    with pytest.raises(InputError, match=words):
+        read_gray(array)
+
+
+def test_bytes_paths_and_arrays_give_the_same_network_input(tmp_path):
+    image = Image.fromarray(_text_image())
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    path = _saved(image, tmp_path, "same.png")
+    hp = Hyperparams()
+    from_path = read_network_input(path, hp)
+    assert from_path.shape == (hp.image_width, hp.image_height)
+    assert np.array_equal(from_path, read_network_input(buffer.getvalue(), hp))
+    assert np.array_equal(from_path, read_network_input(_text_image(), hp))
+    rgb = np.repeat(_text_image()[..., None], 3, axis=2)
+    assert np.array_equal(from_path, read_network_input(rgb, hp))
+
+
+def test_a_large_image_is_resized_as_it_is_read(tmp_path):
+    big = Image.fromarray(np.kron(_text_image(), np.ones((40, 40), dtype=np.uint8)))  # 3200x1200
+    path = _saved(big.convert("RGB"), tmp_path, "big.jpg", quality=90)
+    net = read_network_input(path, Hyperparams())
+    small = read_network_input(_text_image(), Hyperparams())
+    assert np.abs(net.astype(int) - small).mean() < 8
