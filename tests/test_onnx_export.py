@@ -6,6 +6,7 @@ import mxnet as mx
 import numpy as np
 import onnx
 import pytest
+from PIL import Image
 
 import checkpoint
 from captcha_generator import CaptchaGen
@@ -51,7 +52,7 @@ def tiny_checkpoint(folder, network: str, hp: Hyperparams, seed: int = 0, loss: 
 
 NETWORKS = [("fused", Hyperparams(num_hidden=16)),
             ("unrolled", Hyperparams(num_hidden=12)),
-            ("crnn", Hyperparams(num_hidden=16, num_lstm_layer=2, chars="0123456789abc"))]
+            ("crnn", Hyperparams(num_hidden=16, num_lstm_layer=2, chars="0123456789abc", fit="pad"))]
 
 
 def _export(prefix: str, epoch: int, out: str) -> None:
@@ -85,7 +86,10 @@ def test_every_network_reads_as_mxnet_does(network, hp, captchas, tmp_path):
     assert metadata["network"] == network and metadata["chars"] == hp.chars
     assert (metadata["image_width"], metadata["image_height"]) == ("80", "30")
     assert (metadata["min_len"], metadata["max_len"]) == (str(hp.min_len), str(hp.max_len))
-    assert Reader.onnx(out).hp == checkpoint.load_hyperparams(prefix)  # every hyperparameter travels
+    assert Reader.onnx(out).hp == checkpoint.load_hyperparams(prefix)  # every hyperparameter travels, fit too
+    wide = tmp_path / "wide.png"  # not the network's aspect ratio: `fit` decides how it becomes the input
+    Image.fromarray(np.tile(captchas[0].T, (2, 5))).save(wide)
+    assert Reader.onnx(out).read(str(wide)).text == Reader(prefix, 1).read(str(wide)).text
 
 
 def test_a_warpctc_checkpoint_exports_its_softmax(captchas, tmp_path):
