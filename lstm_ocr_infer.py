@@ -172,18 +172,24 @@ class Reader:
         return self.model.hp
 
     def network_input(self, source: Source, name: str | None = None, max_pixels: int = MAX_IMAGE_PIXELS) -> np.ndarray:
-        """An image (path, bytes or uint8 array) as the network's (width, height) uint8 input, or InputError."""
+        """An image (a path, encoded bytes, a uint8 array or a PIL image) as the network's (width, height)
+        uint8 input, or InputError."""
+        if hasattr(source, "getbands") and hasattr(source, "convert"):  # a PIL image
+            source = np.asarray(source if source.mode == "L" else source.convert("RGBA"))
+        if not isinstance(source, str | bytes | bytearray | memoryview | np.ndarray | os.PathLike):
+            raise InputError(f"cannot read a {type(source).__name__}: give a path, the file's bytes, a uint8 pixel "
+                             "array or a PIL image")
         return read_network_input(source, self.hp, name, max_pixels)
 
     def read(self, source: Source) -> Reading:
-        """The reading of one image: a path, encoded bytes, or a gray/RGB(A) uint8 array."""
+        """The reading of one image: a path, encoded bytes, a gray/RGB(A) uint8 array, or a PIL image."""
         return self.read_inputs(self.network_input(source)[None])[0]
 
-    def read_many(self, sources: list[Source]) -> list[Reading]:
-        """The readings of many images, in batches; every image is decoded (and checked) first."""
-        if not sources:
-            return []
-        return self.read_inputs(np.stack([self.network_input(source) for source in sources]))
+    def read_many(self, sources) -> list[Reading]:
+        """The readings of many images (any iterable of what `read` takes), in batches; every image is
+        decoded (and checked) first."""
+        inputs = [self.network_input(source) for source in sources]
+        return self.read_inputs(np.stack(inputs)) if inputs else []
 
     def read_inputs(self, inputs: np.ndarray) -> list[Reading]:
         """Readings of network inputs (N, width, height) uint8, in batches of `batch_size`."""

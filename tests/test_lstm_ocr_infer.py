@@ -296,6 +296,11 @@ def test_reader_reads_paths_bytes_and_arrays_alike(model, onnx_model, sample):
         assert len({(r.text, round(r.confidence, 6)) for r in readings}) == 1
         many = reader.read_many([sample, pixels] * 3)
         assert [r.text for r in many] == [readings[0].text] * 6
+        assert reader.read(Image.open(sample)).text == readings[0].text
+        assert [r.text for r in reader.read_many(np.stack([pixels, pixels]))] == [readings[0].text] * 2
+        assert reader.read_many(iter([])) == []
+        with pytest.raises(InputError, match="cannot read a int"):
+            reader.read(7)
         with pytest.raises(InputError, match="not a readable image"):
             reader.read(b"not an image")
 
