@@ -395,7 +395,8 @@ def main() -> None:
         batcher.stop()
         raise InputError(f"cannot listen on {args.host}:{args.port}: {error.strerror or error}") from None
     host, port = server.server_address[:2]
-    print(f"Serving {args.onnx or 'checkpoint'} on http://{host}:{port} (POST /read, GET /health; "
+    model = args.onnx or f"{args.prefix or DEFAULT_PREFIX} epoch {DEFAULT_EPOCH if args.epoch is None else args.epoch}"
+    print(f"Serving {model} on http://{host}:{port} (POST /read, GET /health; "
           f"batches of up to {args.max_batch}, waiting up to {args.max_wait_ms:g} ms)", flush=True)
     serve(server, stop)
     print(f"Stopped after reading {batcher.images} images in {batcher.batches} batches", file=sys.stderr, flush=True)
