@@ -571,9 +571,10 @@ def main(argv: list[str] | None = None) -> None:
     plan = plan_folders(args) if args.train_dir else None
     start = load_start(args.finetune) if args.finetune else None
     derive_hyperparams(args, hp, plan, start)
-    check_args(args, hp)
     if plan is not None:
         check_folder_labels(args, hp, plan)
+    check_args(args, hp)
+    if plan is not None:
         logging.info("Alphabet %r, texts of %d to %d characters; %d epochs of %d samples, %s network",
                      hp.chars, hp.min_len, hp.max_len, hp.num_epoch, hp.train_epoch_size, args.network)
     fonts = find_fonts(args.font_path, hp.chars) if plan is None or args.synthetic else []
