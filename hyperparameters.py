@@ -110,11 +110,12 @@ class Hyperparams:
 # samples (a small folder is seen several times an epoch, so that an epoch is not mostly
 # validation), with Adam and a cosine decay of the learning rate to its end, so that the last epoch
 # written is the one to use. Fine-tuning (`--finetune`) starts from weights that already read
-# captchas: a lower rate and fewer samples. On 2 CPU cores the crnn trains about 250 samples/s:
-# 200 images fine-tune for 16,000 samples (about a minute), 1,000 for 48,000 (about 3 minutes).
+# captchas: fewer samples. On 2 CPU cores the crnn trains 180-300 samples/s (busy to idle): up to
+# 666 training images fine-tune for 32,000 samples (2-3 minutes), 1,000 (900 after the hold-out)
+# for 43,200 (about 4 minutes on a busy machine), and no folder for more than 64,000.
 FOLDER_EPOCH_MIN = 4000
 FOLDER_RULES = {
-    "finetune": {"learning_rate": 0.0005, "passes": 48, "min_samples": 16_000, "max_samples": 64_000},
+    "finetune": {"learning_rate": 0.001, "passes": 48, "min_samples": 32_000, "max_samples": 64_000},
     "scratch": {"learning_rate": 0.001, "passes": 96, "min_samples": 76_800, "max_samples": 192_000},
 }
 FOLDER_BATCH_SIZE = 64
