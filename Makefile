@@ -6,7 +6,7 @@ DEJAVU_DIR := /usr/share/fonts/truetype/dejavu
 DEJAVU_FONTS := DejaVuSans DejaVuSans-Bold DejaVuSansMono DejaVuSansMono-Bold DejaVuSerif DejaVuSerif-Bold
 TRAIN_ARGS ?=
 
-.PHONY: setup fonts train test lint bench clean
+.PHONY: setup fonts train test lint bench bench-own-data clean
 
 setup: $(VENV)/.installed fonts
 
@@ -32,6 +32,15 @@ test: setup
 
 bench: setup
 	$(PY) bench/run_all.py
+
+# Bench-only packages (requirements-bench.txt), never needed to train or read captchas.
+$(VENV)/.bench-installed: requirements-bench.txt $(VENV)/.installed
+	$(PY) -m pip install --quiet -r requirements-bench.txt numpy==1.23.5
+	touch $@
+
+# Fine-tuning on another library's captchas (about 40 minutes on 2 cores).
+bench-own-data: setup $(VENV)/.bench-installed
+	$(PY) bench/own_data.py
 
 clean:
 	rm -rf $(VENV) font/*.ttf

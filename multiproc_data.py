@@ -9,6 +9,11 @@ lower priority, refresh it as fast as the spare CPU allows: the price of never w
 sample is seen several times when the workers are slower than the trainer. `take_block` instead
 gives every sample exactly once (the original example's fresh data, and held-out validation data).
 
+A folder of labelled images (`FolderSource`) is another producer of blocks: the workers first decode
+its images once, each its share, into shared memory at the network's input size (`decode` waits for
+that and returns the unreadable ones; only then does `release` hand out the blocks), then fill blocks
+with training images drawn from there, augmented on the fly, and generated captchas if `synthetic`.
+
 Workers are started with the "spawn" method, so they never inherit MXNet's engine (forking after
 MXNet has started hangs); they ignore Ctrl-C (the parent stops them) and exit when the parent dies.
 """
@@ -102,9 +107,12 @@ class SharedFolder:
 
 
 def _decode_share(folder: SharedFolder, paths: list[str], worker: int, num_proc: int, hp: Hyperparams,
-                  reports: mp.Queue) -> None:
-    """Decode every `num_proc`-th image, starting at `worker`, into shared memory; report the bad ones."""
-    for index in range(worker, len(paths), num_proc):
+                  reports: mp.Queue, parent_pid: int) -> None:
+    """Decode every `num_proc`-th image, starting at `worker`, into shared memory; report the bad ones.
+    Stops early if the parent is gone."""
+    for count, index in enumerate(range(worker, len(paths), num_proc)):
+        if count % 64 == 0 and os.getppid() != parent_pid:
+            return
         try:
             folder.images[index] = read_network_input(paths[index], hp)
             folder.status[index] = DECODE_OK
@@ -146,7 +154,7 @@ def _worker(shared: tuple, free: mp.Queue, filled: mp.Queue, font_paths: list[st
     if folder_spec is not None:
         raws, shapes, source, worker, num_proc, reports = folder_spec
         folder = SharedFolder.view(raws, shapes)
-        _decode_share(folder, source.paths, worker, num_proc, hp, reports)
+        _decode_share(folder, source.paths, worker, num_proc, hp, reports, parent_pid)
     producer = _Producer(font_paths, hp, seed, folder, source)
     while os.getppid() == parent_pid:
         try:

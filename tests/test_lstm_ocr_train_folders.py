@@ -50,6 +50,11 @@ def test_from_train_dir_to_finetune_on_another_alphabet(digits, font, tmp_path):
     meta = json.load(open(f"{prefix}-meta.json"))
     assert (meta["chars"], meta["min_len"], meta["max_len"], meta["eval_epoch_size"]) == ("0123456789", 3, 4, 2)
 
+    resumed = run_script("lstm_ocr_train.py", *TINY, "--num_epoch", "2", "--train_dir", digits, "--prefix", prefix,
+                         "--load_epoch", "1")  # what the run was started with comes from its meta file
+    assert resumed.returncode == 0, resumed.stderr
+    assert "Resuming from" in resumed.stderr and os.path.isfile(f"{prefix}-0002.params")
+
     letters = tmp_path / "letters"  # names without NNNN_ and a labels.csv that overrides them
     paths = draw(letters, ["ab1", "b2c9", "c3a", "a4bb", "1abc"], font, chars="0123456789abc",
                  names="img{i}.png")
@@ -156,7 +161,7 @@ def test_options_that_need_a_folder_or_a_font(tmp_path):
         check(["--augment", "0", "font"])
 
 
-def test_unreadable_images_are_named_and_counted_or_skipped(digits, tmp_path):
+def test_unreadable_images_are_named_and_counted_or_skipped(digits, font, tmp_path):
     folder = tmp_path / "some_bad"
     shutil.copytree(digits, folder)
     for i in range(7):
@@ -168,7 +173,8 @@ def test_unreadable_images_are_named_and_counted_or_skipped(digits, tmp_path):
     assert last.startswith("error: unreadable images (pass --skip_bad") and "bad0_123.png" in last
     assert "and 2 more (7 in all)" in last
     assert not os.path.exists(f"{prefix}-0001.params")
-    result = run_script("lstm_ocr_train.py", *TINY, "--train_dir", str(folder), "--prefix", prefix, "--skip_bad")
+    result = run_script("lstm_ocr_train.py", *TINY, "--train_dir", str(folder), "--prefix", prefix, "--skip_bad",
+                        "--synthetic", "0.5", font)
     assert result.returncode == 0, result.stderr
     assert "Skipped 7 unreadable images (--skip_bad)" in result.stderr
     assert os.path.isfile(f"{prefix}-0001.params")
