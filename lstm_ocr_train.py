@@ -577,6 +577,9 @@ def main(argv: list[str] | None = None) -> None:
     if plan is not None:
         logging.info("Alphabet %r, texts of %d to %d characters; %d epochs of %d samples, %s network",
                      hp.chars, hp.min_len, hp.max_len, hp.num_epoch, hp.train_epoch_size, args.network)
+    if plan is not None and args.font_path and not args.synthetic:
+        logging.warning("The font path %s is not used: with --train_dir, fonts draw only --synthetic captchas",
+                        args.font_path)
     fonts = find_fonts(args.font_path, hp.chars) if plan is None or args.synthetic else []
     fitted = fitted_params(start, args, hp) if start is not None else None
     stop_on_signals()
