@@ -111,11 +111,11 @@ class Hyperparams:
 # validation), with Adam and a cosine decay of the learning rate to its end, so that the last epoch
 # written is the one to use. Fine-tuning (`--finetune`) starts from weights that already read
 # captchas: fewer samples. On 2 CPU cores the crnn trains 180-300 samples/s (busy to idle): up to
-# 666 training images fine-tune for 32,000 samples (2-3 minutes), 1,000 (900 after the hold-out)
-# for 43,200 (about 4 minutes on a busy machine), and no folder for more than 64,000.
+# 444 training images fine-tune for 32,000 samples (2-3 minutes), 900 (1,000 less the hold-out) for
+# 64,000 (about 4 minutes), and no folder for more (bench/own_data.py measures it).
 FOLDER_EPOCH_MIN = 4000
 FOLDER_RULES = {
-    "finetune": {"learning_rate": 0.001, "passes": 48, "min_samples": 32_000, "max_samples": 64_000},
+    "finetune": {"learning_rate": 0.001, "passes": 72, "min_samples": 32_000, "max_samples": 64_000},
     "scratch": {"learning_rate": 0.001, "passes": 96, "min_samples": 76_800, "max_samples": 192_000},
 }
 FOLDER_BATCH_SIZE = 64
