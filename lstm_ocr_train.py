@@ -208,6 +208,11 @@ def plan_folders(args: argparse.Namespace) -> FolderPlan:
         train, val = labelled_data.holdout_split(train, fraction, hyperparameters.HOLDOUT_SEED)
         logging.info("Training on %d labelled images of %s, validating on %d held out of it (a fixed %d%%, "
                      "never trained on)", len(train), args.train_dir, len(val), round(fraction * 100))
+        shared = labelled_data.shared_files([path for path, _ in train], [path for path, _ in val])
+        if shared:
+            logging.warning("%s holds the same image twice: %d held-out images are also trained on, so the "
+                            "validation accuracy flatters (%s)", args.train_dir, len(shared),
+                            labelled_data.name_some([f"{v} = {t}" for t, v in shared]))
     return FolderPlan(train, val)
 
 

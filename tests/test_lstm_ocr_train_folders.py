@@ -178,3 +178,14 @@ def test_unreadable_images_are_named_and_counted_or_skipped(digits, font, tmp_pa
     assert result.returncode == 0, result.stderr
     assert "Skipped 7 unreadable images (--skip_bad)" in result.stderr
     assert os.path.isfile(f"{prefix}-0001.params")
+
+
+def test_a_folder_holding_an_image_twice_is_reported(digits, tmp_path, caplog):
+    folder = tmp_path / "twice"
+    shutil.copytree(digits, folder)
+    for name in os.listdir(digits):
+        shutil.copy(os.path.join(digits, name), folder / f"copy{name}")
+    args = lstm_ocr_train.parse_args(["--train_dir", str(folder), "--prefix", str(tmp_path / "ocr")])
+    with caplog.at_level("WARNING"):
+        plan = lstm_ocr_train.plan_folders(args)
+    assert len(plan.val) == 4 and "holds the same image twice" in caplog.text
