@@ -101,7 +101,13 @@ def test_defaults_follow_the_folder_and_the_checkpoint(digits, tmp_path):
     lstm_ocr_train.derive_hyperparams(args, hp, plan, lstm_ocr_train.load_start(args.finetune))
     assert args.network == "crnn" and hp.num_lstm_layer == 1 and hp.chars == "0123456789"
     assert (hp.optimizer, hp.lr_schedule, hp.batch_size) == ("adam", "cosine", 64)
-    assert hp.num_epoch * hp.train_epoch_size >= 16_000 and hp.learning_rate < 0.001
+    rules = lstm_ocr_train.hyperparameters.folder_schedule(18, finetune=True)  # 18: 20 less the hold-out
+    assert (hp.num_epoch, hp.train_epoch_size, hp.learning_rate) == (
+        rules["num_epoch"], rules["train_epoch_size"], rules["learning_rate"])
+    explicit = lstm_ocr_train.parse_args(["--train_dir", digits, "--num_epoch", "3", "--learning_rate", "0.01"])
+    hp = lstm_ocr_train.hyperparameters.from_args(explicit)
+    lstm_ocr_train.derive_hyperparams(explicit, hp, plan, None)
+    assert (hp.num_epoch, hp.learning_rate, hp.train_epoch_size) == (3, 0.01, rules["train_epoch_size"])
 
 
 @pytest.mark.parametrize("make, extra, words", [
