@@ -111,3 +111,26 @@ def test_unreadable_images_are_reported_and_augmentation_changes_every_sample(tm
         assert set(indices.tolist()) <= set(range(3, 15))  # neither a bad image nor a held-out one
         decoded = data.folder.images
         assert not any(np.array_equal(image, original) for image in images for original in decoded)
+
+
+def test_every_format_and_mode_that_inference_reads_is_decoded(tmp_path):
+    import labelled_data
+
+    picture = Image.new("RGB", (120, 45), (230, 220, 200))
+    ImageDraw.Draw(picture).rectangle((30, 10, 90, 35), fill=(20, 40, 160))
+    picture.save(tmp_path / "a_1.jpg")
+    picture.convert("P").save(tmp_path / "b_2.gif")
+    picture.save(tmp_path / "c_3.bmp")
+    picture.save(tmp_path / "d_4.webp")
+    picture.convert("L").save(tmp_path / "e_5.tif")
+    picture.convert("RGBA").save(tmp_path / "f_6.png")
+    Image.fromarray(np.asarray(picture.convert("L"), dtype=np.uint16) * 257).save(tmp_path / "g_7.png")
+    items = labelled_data.folder_items(str(tmp_path))
+    assert [text for _, text in items] == list("1234567")
+    hp = Hyperparams()
+    labels = np.zeros((len(items), hp.num_label), dtype=np.int32)
+    source = FolderSource([path for path, _ in items], labels, np.ones(len(items), dtype=bool), augment=False)
+    with MPData(2, [], hp, block_size=4, pool_blocks=1, seed=0, folder=source) as data:
+        assert data.decode() == {}
+        for image in data.folder.images:  # the dark box stands out from the light background in each
+            assert image[35:45, 12:18].mean() < 120 < image[:5].mean()
