@@ -116,9 +116,10 @@ def _decode_share(folder: SharedFolder, paths: list[str], worker: int, num_proc:
         try:
             folder.images[index] = read_network_input(paths[index], hp)
             folder.status[index] = DECODE_OK
-        except InputError as error:
+        except Exception as error:  # noqa: BLE001  (whatever a user's file does to a decoder, it is unreadable)
             folder.status[index] = DECODE_BAD
-            reports.put((index, str(error)))
+            reports.put((index, str(error) if isinstance(error, InputError) else
+                         f"{paths[index]} cannot be decoded ({type(error).__name__}: {error})"))
     reports.put((None, worker))
 
 
