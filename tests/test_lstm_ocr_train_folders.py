@@ -195,3 +195,24 @@ def test_a_folder_holding_an_image_twice_is_reported(digits, tmp_path, caplog):
     with caplog.at_level("WARNING"):
         plan = lstm_ocr_train.plan_folders(args)
     assert len(plan.val) == 4 and "holds the same image twice" in caplog.text
+
+
+def test_a_fused_checkpoint_is_followed_or_converted(digits, tmp_path):
+    import mxnet as mx
+
+    import checkpoint
+    from lstm import initial_params, lstm_ocr
+
+    hp = Hyperparams(num_hidden=8, num_lstm_layer=1)
+    prefix = str(tmp_path / "fused")
+    checkpoint.save(prefix, 1, lstm_ocr(hp, "fused", "ctc"), initial_params(hp, "fused", mx.init.Xavier()), {}, hp)
+    for extra, network, names in (([], "fused", {"lstm_parameters"}),
+                                  (["--network", "unrolled"], "unrolled", {"l0_i2h_weight", "l0_h2h_bias"})):
+        args = lstm_ocr_train.parse_args(["--train_dir", digits, "--finetune", f"{prefix}:1",
+                                          "--prefix", str(tmp_path / "ocr"), *extra])
+        hp = lstm_ocr_train.hyperparameters.from_args(args)
+        start = lstm_ocr_train.load_start(args.finetune)
+        lstm_ocr_train.derive_hyperparams(args, hp, lstm_ocr_train.plan_folders(args), start)
+        assert args.network == network and (hp.num_hidden, hp.num_lstm_layer) == (8, 1)
+        arg_params, _ = lstm_ocr_train.fitted_params(start, args, hp)
+        assert names <= set(arg_params) and "pred_fc_weight" in arg_params  # same alphabet: pred_fc kept
