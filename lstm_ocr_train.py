@@ -261,9 +261,11 @@ def derive_hyperparams(args: argparse.Namespace, hp: Hyperparams, plan: FolderPl
             adopt(hp, {name: getattr(start.hp, name) for name in TEXT_FIELDS}, args.given)
     if plan is None:
         return
-    if args.load_epoch:  # a resumed run keeps what it was started with
+    if args.load_epoch:  # a resumed run keeps what it was started with, its network included
         saved = checkpoint.load_hyperparams(args.prefix)
         adopt(hp, {f.name: getattr(saved, f.name) for f in fields(Hyperparams)}, args.given)
+        if "network" not in args.given:
+            args.network = network_of(checkpoint.load(args.prefix, args.load_epoch)[1])
         return
     chars, min_len, max_len = labelled_data.text_fields([text for _, text in plan.items])
     if start is not None and set(chars) <= set(start.hp.chars):
