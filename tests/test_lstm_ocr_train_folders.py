@@ -10,9 +10,10 @@ import pytest
 import lstm_ocr_train
 from captcha_generator import CaptchaGen, write_image
 from cli import InputError
-from conftest import run_script
+from conftest import ROOT, run_script
 from hyperparameters import Hyperparams
 
+PRETRAINED = os.path.join(ROOT, "pretrained", "ocr")
 TINY = ["--num_epoch", "1", "--train_epoch_size", "64", "--batch_size", "16", "--num_hidden", "16",
         "--pool_size", "64", "--num_proc", "1"]
 
@@ -94,7 +95,7 @@ def check(argv: list[str]) -> None:
 
 
 def test_defaults_follow_the_folder_and_the_checkpoint(digits, tmp_path):
-    args = lstm_ocr_train.parse_args(["--train_dir", digits, "--finetune", "pretrained/ocr:12",
+    args = lstm_ocr_train.parse_args(["--train_dir", digits, "--finetune", f"{PRETRAINED}:12",
                                       "--prefix", str(tmp_path / "ocr")])
     hp = lstm_ocr_train.hyperparameters.from_args(args)
     plan = lstm_ocr_train.plan_folders(args)
@@ -113,18 +114,18 @@ def test_defaults_follow_the_folder_and_the_checkpoint(digits, tmp_path):
 @pytest.mark.parametrize("make, extra, words", [
     (lambda d: None, [], "is empty"),
     (lambda d: (d / "x.txt").write_text("x"), [], "has no image files"),
-    (lambda d: shutil.copy(os.path.join(os.path.dirname(__file__), "..", "pretrained", "ocr-curves.png"),
+    (lambda d: shutil.copy(f"{PRETRAINED}-curves.png",
                            d / "x_.png"), [], "has no labelled images"),
     (lambda d: (d / "labels.csv").write_text("0000_123.png,12\nmissing.png,1\n"), ["COPY"],
      "names files that are not in .*missing.png"),
     (lambda d: (d / "labels.csv").write_text("../0000_123.png,12\n"), [], "is not a file inside"),
     (None, ["--chars", "012345678"], "characters '9' outside --chars '012345678'"),
     (None, ["--max_len", "3"], "longer than the 3 characters of --max_len 3"),
-    (None, ["--finetune", "pretrained/ocr:12", "--num_hidden", "50"],
-     "checkpoint pretrained/ocr:12 does not fit .* this network's"),
-    (None, ["--finetune", "pretrained/ocr:12", "--network", "fused"], "is a crnn network; --network fused cannot"),
-    (None, ["--finetune", "pretrained/ocr"], "--finetune takes PREFIX:EPOCH"),
-    (None, ["--finetune", "pretrained/ocr:3"], "pretrained/ocr-0003.params"),
+    (None, ["--finetune", f"{PRETRAINED}:12", "--num_hidden", "50"],
+     "checkpoint .*pretrained/ocr:12 does not fit .* this network's"),
+    (None, ["--finetune", f"{PRETRAINED}:12", "--network", "fused"], "is a crnn network; --network fused cannot"),
+    (None, ["--finetune", PRETRAINED], "--finetune takes PREFIX:EPOCH"),
+    (None, ["--finetune", f"{PRETRAINED}:3"], "pretrained/ocr-0003.params"),
     (None, ["--synthetic", "0.5"], "--synthetic draws captchas: give a font"),
     (None, ["--synthetic", "2", "FONT"], "--synthetic is a fraction"),
 ])
