@@ -8,7 +8,7 @@ DEJAVU_DIR := /usr/share/fonts/truetype/dejavu
 DEJAVU_FONTS := DejaVuSans DejaVuSans-Bold DejaVuSansMono DejaVuSansMono-Bold DejaVuSerif DejaVuSerif-Bold
 TRAIN_ARGS ?=
 
-.PHONY: setup onnx-venv bench-deps fonts train test lint bench clean
+.PHONY: setup onnx-venv bench-deps fonts train test lint bench bench-own-data clean
 
 setup: $(VENV)/.installed fonts
 
@@ -50,6 +50,10 @@ test: setup onnx-venv
 
 bench: setup onnx-venv bench-deps
 	$(PY) bench/run_all.py
+
+# Fine-tuning on another library's captchas (about 40 minutes on 2 cores).
+bench-own-data: setup bench-deps
+	$(PY) bench/own_data.py
 
 clean:
 	rm -rf $(VENV) $(ONNX_VENV) font/*.ttf

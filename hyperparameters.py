@@ -23,7 +23,10 @@ OPTIMIZERS = ("sgd", "adam")
 # How an image of any size becomes the network's seq_length x image_height input: `stretch` resizes it
 # (the example's way); `pad` scales it to fit, keeping its aspect ratio, and pads with its border's gray.
 FITS = ("stretch", "pad")
-CHOICES = {"optimizer": OPTIMIZERS, "fit": FITS}  # hyperparameters whose option takes one of a few values
+LR_SCHEDULES = ("constant", "cosine")  # cosine: from --learning_rate down to FINAL_LR_FRACTION of it
+FINAL_LR_FRACTION = 0.05
+# hyperparameters whose option takes one of a few values
+CHOICES = {"optimizer": OPTIMIZERS, "fit": FITS, "lr_schedule": LR_SCHEDULES}
 # Limits on what a user hands in: an image's encoded bytes and decoded pixels (a decompression bomb
 # names its size in one line instead of filling the memory).
 MAX_IMAGE_BYTES = 50 * 1024 * 1024
@@ -38,6 +41,16 @@ SERVE_MAX_PIXELS = 4_000_000
 SERVE_MAX_CONNECTIONS = 256
 SERVE_IDLE_SECONDS = 30  # a kept-alive connection with no request for this long is closed
 ONNX_FORMAT = "lstm-ocr"  # metadata `format` of the ONNX models `lstm.py --to onnx` writes
+MAX_FOLDER_BYTES = 4 * 1024 ** 3  # a folder's images, decoded at the network's input size, in shared memory
+# Folders of labelled images (`--train_dir`).
+HOLDOUT_FRACTION = 0.1  # held out for validation when there is no --val_dir
+HOLDOUT_SEED = 13  # the split is fixed: the same folder always holds out the same files
+# Augmentation of folder images at the network's input size (80x30 by default), in the workers:
+# every sample gets a small affine jitter; blur, contrast and noise each come with their probability.
+AUGMENT = {"rotate_degrees": 3.0, "scale": 0.08, "shift_columns": 3.0, "shift_rows": 1.5,
+           "blur_probability": 0.3, "blur_sigma": (0.3, 0.8),
+           "contrast_probability": 0.5, "contrast": (0.7, 1.3), "brightness": 20.0,
+           "noise_probability": 0.5, "noise_sigma": 8.0}
 # Named sets of defaults (`--recipe`); explicit options still override them. "fast" escapes the CTC
 # plateau within the first epoch: a convolutional front end, a bidirectional LSTM, Adam.
 RECIPES = {
@@ -57,6 +70,7 @@ class Hyperparams:
     num_epoch: int = 100
     optimizer: str = "sgd"
     learning_rate: float = 0.001
+    lr_schedule: str = "constant"
     momentum: float = 0.9
     wd: float = 0.00001
     clip_gradient: float = 0.0
@@ -105,10 +119,38 @@ class Hyperparams:
             raise InputError(f"--optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
         if self.fit not in FITS:
             raise InputError(f"--fit must be one of {', '.join(FITS)}, got {self.fit!r}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise InputError(f"--lr_schedule must be one of {', '.join(LR_SCHEDULES)}, got {self.lr_schedule!r}")
         if not self.chars:
             raise InputError("--chars must not be empty")
         if len(set(self.chars)) != len(self.chars):
             raise InputError(f"--chars has a repeated character: {self.chars!r}")
+
+
+# Training on a folder of labelled images (`--train_dir`) without --num_epoch, --train_epoch_size or
+# --learning_rate: the run sees `passes` times the folder's training images, clamped to
+# [min_samples, max_samples], in epochs of one pass over the folder but at least FOLDER_EPOCH_MIN
+# samples (a small folder is seen several times an epoch, so that an epoch is not mostly
+# validation), with Adam and a cosine decay of the learning rate to its end, so that the last epoch
+# written is the one to use. Fine-tuning (`--finetune`) starts from weights that already read
+# captchas: fewer samples. On 2 CPU cores the crnn trains 180-300 samples/s (busy to idle): up to
+# 444 training images fine-tune for 32,000 samples (2-3 minutes), 900 (1,000 less the hold-out) for
+# 64,000 (about 4 minutes), and no folder for more (bench/own_data.py measures it).
+FOLDER_EPOCH_MIN = 4000
+FOLDER_RULES = {
+    "finetune": {"learning_rate": 0.001, "passes": 72, "min_samples": 32_000, "max_samples": 64_000},
+    "scratch": {"learning_rate": 0.001, "passes": 96, "min_samples": 76_800, "max_samples": 192_000},
+}
+FOLDER_BATCH_SIZE = 64
+
+
+def folder_schedule(train_images: int, finetune: bool) -> dict:
+    """The defaults of a run on `train_images` labelled images (see FOLDER_RULES)."""
+    rule = FOLDER_RULES["finetune" if finetune else "scratch"]
+    samples = min(rule["max_samples"], max(rule["min_samples"], rule["passes"] * train_images))
+    epoch = FOLDER_BATCH_SIZE * -(-max(train_images, FOLDER_EPOCH_MIN) // FOLDER_BATCH_SIZE)
+    return {"batch_size": FOLDER_BATCH_SIZE, "train_epoch_size": epoch, "num_epoch": -(-samples // epoch),
+            "optimizer": "adam", "learning_rate": rule["learning_rate"], "lr_schedule": "cosine"}
 
 
 def for_recipe(name: str) -> Hyperparams:

@@ -8,13 +8,14 @@ their folder.
 """
 
 import csv
+import hashlib
 import os
 import re
 
 from PIL import Image
 
 from cli import InputError
-from hyperparameters import MAX_LABELS_BYTES
+from hyperparameters import MAX_IMAGE_BYTES, MAX_LABELS_BYTES
 
 LABEL_FILES = {"labels.csv": ",", "labels.tsv": "\t"}
 HEADER_WORDS = ({"file", "filename", "name", "path", "image"}, {"text", "label"})
@@ -84,3 +85,114 @@ def read_labels_file(path: str) -> dict[str, str]:
     if not labels:
         raise InputError(f"{path} names no image")
     return labels
+
+
+SHOWN = 5  # bad files a message names before it gives the count
+
+
+def name_some(paths: list[str]) -> str:
+    """The first few of `paths` and how many there are, for one error line."""
+    shown = ", ".join(paths[:SHOWN])
+    return shown + (f" and {len(paths) - SHOWN} more" if len(paths) > SHOWN else "") + f" ({len(paths)} in all)"
+
+
+def folder_items(folder: str) -> list[tuple[str, str]]:
+    """The (image path, text) pairs of a folder of labelled images, sorted by path: from its labels file
+    (every file it names must exist) or else from the image files' names. InputError for a folder that
+    does not exist, is empty, or has no labelled image."""
+    if not os.path.isdir(folder):
+        raise InputError(f"folder {folder} does not exist" if not os.path.exists(folder) else
+                         f"{folder} is a file; give a folder of labelled images")
+    try:
+        names = os.listdir(folder)
+    except OSError as error:
+        raise InputError(f"cannot list folder {folder}: {error.strerror}") from None
+    if not names:
+        raise InputError(f"folder {folder} is empty: put labelled images in it (NNNN_TEXT.png, or a labels.csv)")
+    found = labels_file(folder)
+    if found is not None:
+        labels = read_labels_file(found)
+        missing = [path for path in labels if not os.path.isfile(path)]
+        if missing:
+            raise InputError(f"{found} names files that are not in {folder}: {name_some(sorted(missing))}")
+        items = sorted(labels.items())
+    else:
+        images = sorted(os.path.join(folder, name) for name in names
+                        if is_image_name(name) and os.path.isfile(os.path.join(folder, name)))
+        if not images:
+            raise InputError(f"folder {folder} has no image files (by extension: .png, .jpg, .gif, .bmp, .webp, "
+                             ".tif, ...)")
+        items = [(path, name_label(path)) for path in images]
+    labelled = [(path, text) for path, text in items if text]
+    if not labelled:
+        raise InputError(f"folder {folder} has no labelled images: name them TEXT.png or NNNN_TEXT.png, or list "
+                         "them in a labels.csv (file,text per line)")
+    unlabelled = [path for path, text in items if not text]
+    if unlabelled:
+        raise InputError(f"images without a label in {folder}: {name_some(unlabelled)}")
+    return labelled
+
+
+def holdout_split(items: list[tuple[str, str]], fraction: float,
+                  seed: int) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """(train, held out): a fixed `fraction` of the items (at least one), chosen by a seeded hash of each
+    file's name, so the same folder always splits the same way and a file added later leaves the
+    others on their side. Needs at least two items."""
+    if len(items) < 2:
+        raise InputError(f"{items[0][0] if items else 'the folder'} is the only labelled image: holding out "
+                         f"{fraction:.0%} for validation needs at least 2 (or give --val_dir)")
+    count = min(len(items) - 1, max(1, round(fraction * len(items))))
+
+    def rank(item: tuple[str, str]) -> str:
+        return hashlib.sha256(f"{seed}:{os.path.basename(item[0])}".encode()).hexdigest()
+
+    held = set(sorted(items, key=rank)[:count])
+    return [item for item in items if item not in held], [item for item in items if item in held]
+
+
+def _digest(path: str) -> str:
+    with open(path, "rb") as file:
+        return hashlib.sha256(file.read(MAX_IMAGE_BYTES + 1)).hexdigest()
+
+
+def shared_files(train: list[str], val: list[str]) -> list[tuple[str, str]]:
+    """(training file, validation file) pairs that are one file (through links) or hold the same bytes.
+    Only files of equal size are hashed."""
+    pairs = []
+    real = {os.path.realpath(path): path for path in train}
+    sizes: dict[int, list[str]] = {}
+    for path in train:
+        sizes.setdefault(os.path.getsize(path), []).append(path)
+    digests: dict[str, str] = {}
+    for path in val:
+        if os.path.realpath(path) in real:
+            pairs.append((real[os.path.realpath(path)], path))
+            continue
+        candidates = sizes.get(os.path.getsize(path), [])
+        if not candidates:
+            continue
+        for candidate in candidates:
+            if candidate not in digests:
+                digests[candidate] = _digest(candidate)
+        same = [c for c in candidates if digests[c] == _digest(path)]
+        if same:
+            pairs.append((same[0], path))
+    return pairs
+
+
+def text_fields(texts: list[str]) -> tuple[str, int, int]:
+    """The alphabet (sorted), shortest and longest length of a set of labels."""
+    return "".join(sorted(set("".join(texts)))), min(map(len, texts)), max(map(len, texts))
+
+
+def check_texts(items: list[tuple[str, str]], chars: str, most: int, why: str) -> None:
+    """InputError naming the images whose label has characters outside `chars` or is longer than
+    `most` characters (`why` says what limits it)."""
+    alphabet = set(chars)
+    outside = [f"{path} ({text!r})" for path, text in items if set(text) - alphabet]
+    if outside:
+        unknown = "".join(sorted(set("".join(text for _, text in items)) - alphabet))
+        raise InputError(f"labels with characters {unknown!r} outside --chars {chars!r}: {name_some(outside)}")
+    long = [f"{path} ({len(text)} characters)" for path, text in items if len(text) > most]
+    if long:
+        raise InputError(f"labels longer than the {most} characters {why}: {name_some(long)}")

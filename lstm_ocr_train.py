@@ -1,7 +1,9 @@
-"""Train the LSTM + CTC captcha reader on random CAPTCHAs drawn in the given font(s).
+"""Train the LSTM + CTC captcha reader on random CAPTCHAs drawn in the given font(s), or on a folder
+of labelled images (`--train_dir`), from scratch or from a checkpoint (`--finetune PREFIX:EPOCH`).
 
     python lstm_ocr_train.py --loss ctc font/
     python lstm_ocr_train.py --gpu 1 --num_proc 4 --loss warpctc font/Ubuntu-M.ttf
+    python lstm_ocr_train.py --train_dir mine/train --val_dir mine/val --finetune pretrained/ocr:12 --prefix mine/ocr
     python dist_launch.py -n 2 -s 1 font/    # distributed: see dist_launch.py and the README
 
 Writes `PREFIX-symbol.json`, `PREFIX-meta.json` and `PREFIX-%04d.params` (+ `.states`) every epoch.
@@ -12,6 +14,7 @@ import logging
 import os
 import sys
 import time
+from dataclasses import dataclass, fields
 
 import mxnet as mx
 import numpy as np
@@ -19,12 +22,14 @@ import numpy as np
 import checkpoint
 import ctc_metrics
 import hyperparameters
+import labelled_data
 import training_curves
-from captcha_generator import find_fonts
+from captcha_generator import encode_label, find_fonts
 from cli import ArgumentParser, InputError, Interrupted, check_count, exit_with, run_main, stop_on_signals
-from hyperparameters import RECIPES, STYLES, Hyperparams
-from lstm import LOSSES, NETWORKS, initial_params, lstm_ocr, network_of, output_steps
-from multiproc_data import MPData, WorkerDied
+from hyperparameters import RECIPES, STYLES, TEXT_FIELDS, Hyperparams
+from images import to_float
+from lstm import LOSSES, NETWORKS, convert_params, initial_params, lstm_ocr, network_of, output_steps
+from multiproc_data import FolderSource, MPData, WorkerDied
 from ocr_iter import OCRIter, data_descs, fixed_iter
 
 BLOCK_SIZE = 32  # samples a worker generates per hand-over
@@ -35,6 +40,20 @@ RANK_SEED_STRIDE = 1_000_003  # worker r of a distributed run generates data wit
 MAX_PROCESSES = 4 * (os.cpu_count() or 1)  # generator processes beyond this only thrash the machine
 MAX_DEVICES = 64  # --cpu / --gpu contexts
 MODEL_FIELDS = ("chars", "min_len", "max_len", "seq_length", "image_height", "num_hidden", "num_lstm_layer", "fit")
+STRUCTURE_FIELDS = ("seq_length", "image_height", "num_hidden", "num_lstm_layer", "fit")  # what a checkpoint fixes
+WARMUP_UPDATES = 50  # updates of linear warm-up before a cosine schedule (a fresh pred_fc settles)
+
+
+def given_options(parser: argparse.ArgumentParser, argv: list[str] | None) -> set[str]:
+    """The options the command line sets itself (not left at their defaults)."""
+    saved = [(action, action.default) for action in parser._actions]
+    try:
+        for action in parser._actions:
+            action.default = argparse.SUPPRESS
+        return set(vars(parser.parse_args(argv)))
+    finally:
+        for action, default in saved:
+            action.default = default
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -42,7 +61,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = ArgumentParser(description=__doc__)
     parser.add_argument("--recipe", default="example", choices=tuple(RECIPES),
                         help="a set of defaults (see hyperparameters.py) [default example]")
-    parser.add_argument("font_path", help="a .ttf font file, or a folder of them")
+    parser.add_argument("font_path", nargs="?",
+                        help="a .ttf font file, or a folder of them (with --train_dir, only for --synthetic)")
+    parser.add_argument("--train_dir", help="train on this folder of labelled images (NNNN_TEXT.png names, or a "
+                                            "labels.csv / labels.tsv of file,text) instead of generated captchas")
+    parser.add_argument("--val_dir", help="validate on this folder [default: a fixed 10%% of --train_dir, never "
+                                          "trained on]")
+    parser.add_argument("--synthetic", type=float, default=0.0,
+                        help="with --train_dir: this fraction of the samples is drawn by the generator in the "
+                             "fonts of FONT_PATH [default 0]")
+    parser.add_argument("--augment", type=int, default=1, choices=(0, 1),
+                        help="with --train_dir: jitter, blur, noise and contrast changes on the fly [default 1]")
+    parser.add_argument("--skip_bad", action="store_true",
+                        help="with --train_dir: skip unreadable images (counted in the log) instead of stopping")
+    parser.add_argument("--finetune", metavar="PREFIX:EPOCH",
+                        help="start from this checkpoint's weights (any network; the network and its size follow "
+                             "it), with a fresh optimizer; a new alphabet gets a fresh pred_fc")
     parser.add_argument("--gpu", type=int, default=0, help="number of GPUs to train on [default 0]")
     parser.add_argument("--cpu", type=int, default=1, help="number of CPU contexts, when --gpu is 0 [default 1]")
     parser.add_argument("--num_proc", type=int, default=2, help="CAPTCHA generating processes [default 2]")
@@ -65,8 +99,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              "machines (dist_*, under DMLC_ROLE=worker) are combined [default local]")
     hyperparameters.add_arguments(parser)
     args = parser.parse_args(argv)
-    parser.set_defaults(**RECIPES[args.recipe])
-    return parser.parse_args(argv)
+    given = given_options(parser, argv)
+    recipe = "fast" if args.train_dir and "recipe" not in given else args.recipe  # folders: the fast recipe
+    parser.set_defaults(**RECIPES[recipe])
+    args = parser.parse_args(argv)
+    args.recipe, args.given = recipe, given
+    return args
 
 
 def check_args(args: argparse.Namespace, hp: Hyperparams) -> None:
@@ -92,14 +130,34 @@ def check_args(args: argparse.Namespace, hp: Hyperparams) -> None:
                          f"too few for --max_len {hp.max_len}")
     if args.load_epoch >= hp.num_epoch:
         raise InputError(f"--load_epoch {args.load_epoch} leaves nothing to train: --num_epoch is {hp.num_epoch}")
-    if hp.batch_size > hp.train_epoch_size or hp.batch_size > hp.eval_epoch_size:
+    if hp.batch_size > hp.train_epoch_size or (hp.batch_size > hp.eval_epoch_size and not args.train_dir):
         raise InputError(f"--batch_size {hp.batch_size} exceeds an epoch size")
     if args.gpu and not mx.runtime.Features().is_enabled("CUDA"):
         raise InputError("--gpu needs an MXNet build with CUDA; this one is CPU-only "
                          "(pip install mxnet-cu112==1.9.1 brings CUDA 11.2), or train with --cpu")
     if args.load_epoch and args.overwrite:
         raise InputError("--overwrite starts a new run; --load_epoch resumes one: give one of them")
+    check_data_args(args)
     checkpoint.check_writable(args.prefix, list(range(args.load_epoch + 1, hp.num_epoch + 1)))
+
+
+def check_data_args(args: argparse.Namespace) -> None:
+    """Raise InputError for data options that do not go together."""
+    if not args.train_dir:
+        for name in ("val_dir", "skip_bad"):
+            if getattr(args, name):
+                raise InputError(f"--{name} goes with --train_dir")
+        if "synthetic" in args.given or "augment" in args.given:
+            raise InputError(f"--{'synthetic' if 'synthetic' in args.given else 'augment'} goes with --train_dir "
+                             "(without it every sample is drawn by the generator)")
+        if not args.font_path:
+            raise InputError("give a font (a .ttf file or a folder of them) to draw captchas with, or --train_dir")
+    if not 0 <= args.synthetic <= 1:
+        raise InputError(f"--synthetic is a fraction between 0 and 1, got {args.synthetic}")
+    if args.synthetic and not args.font_path:
+        raise InputError("--synthetic draws captchas: give a font path (a .ttf file or a folder of them)")
+    if args.finetune and args.load_epoch:
+        raise InputError("--finetune starts a new run from a checkpoint; --load_epoch resumes one: give one of them")
 
 
 def claim_prefix(args: argparse.Namespace, hp: Hyperparams) -> None:
@@ -128,6 +186,152 @@ def claim_prefix(args: argparse.Namespace, hp: Hyperparams) -> None:
     for path in existing:
         os.remove(path)
     logging.info("--overwrite: removed the %d files of the earlier run under %s", len(existing), args.prefix)
+
+
+@dataclass
+class FolderPlan:
+    """Which labelled images train and which validate."""
+
+    train: list[tuple[str, str]]
+    val: list[tuple[str, str]]
+
+    @property
+    def items(self) -> list[tuple[str, str]]:
+        return self.train + self.val
+
+
+def plan_folders(args: argparse.Namespace) -> FolderPlan:
+    """The labelled images of --train_dir and --val_dir (or a fixed share of --train_dir held out),
+    logged with their counts; InputError if the two share a file."""
+    train = labelled_data.folder_items(args.train_dir)
+    if args.val_dir:
+        val = labelled_data.folder_items(args.val_dir)
+        shared = labelled_data.shared_files([path for path, _ in train], [path for path, _ in val])
+        if shared:
+            raise InputError(f"--val_dir shares files with --train_dir (the same file or the same bytes), so "
+                             f"validation would not be held out: "
+                             f"{labelled_data.name_some([f'{v} = {t}' for t, v in shared])}")
+        logging.info("Training on %d labelled images of %s, validating on %d of %s",
+                     len(train), args.train_dir, len(val), args.val_dir)
+    else:
+        fraction = hyperparameters.HOLDOUT_FRACTION
+        train, val = labelled_data.holdout_split(train, fraction, hyperparameters.HOLDOUT_SEED)
+        logging.info("Training on %d labelled images of %s, validating on %d held out of it (a fixed %d%%, "
+                     "never trained on)", len(train), args.train_dir, len(val), round(fraction * 100))
+        shared = labelled_data.shared_files([path for path, _ in train], [path for path, _ in val])
+        if shared:
+            logging.warning("%s holds the same image twice: %d held-out images are also trained on, so the "
+                            "validation accuracy flatters (%s)", args.train_dir, len(shared),
+                            labelled_data.name_some([f"{v} = {t}" for t, v in shared]))
+    return FolderPlan(train, val)
+
+
+@dataclass
+class Start:
+    """A checkpoint to fine-tune from."""
+
+    name: str  # PREFIX:EPOCH as given
+    network: str
+    hp: Hyperparams
+    arg_params: dict
+    aux_params: dict
+
+
+def load_start(spec: str) -> Start:
+    """The checkpoint of `--finetune PREFIX:EPOCH`, or InputError."""
+    prefix, _, epoch = spec.rpartition(":")
+    if not prefix or not epoch.isdigit() or int(epoch) < 1:
+        raise InputError(f"--finetune takes PREFIX:EPOCH (for example pretrained/ocr:12), got {spec!r}")
+    _, arg_params, aux_params = checkpoint.load(prefix, int(epoch))
+    hp = checkpoint.load_hyperparams(prefix)
+    classes = arg_params["pred_fc_weight"].shape[0] if "pred_fc_weight" in arg_params else None
+    if classes != hp.num_classes:
+        raise checkpoint.CheckpointError(f"--finetune {spec}: {checkpoint.meta_path(prefix)} has {len(hp.chars)} "
+                                         f"characters but the params have {classes and classes - 1} classes")
+    return Start(spec, network_of(arg_params), hp, arg_params, aux_params)
+
+
+def adopt(hp: Hyperparams, values: dict, given: set[str]) -> None:
+    """Set the hyperparameters of `values` that the command line does not set itself."""
+    for name, value in values.items():
+        if name not in given:
+            setattr(hp, name, value)
+
+
+def derive_hyperparams(args: argparse.Namespace, hp: Hyperparams, plan: FolderPlan | None,
+                       start: Start | None) -> None:
+    """Fill what the user left open: the network and its size from the checkpoint of --finetune; the
+    alphabet and lengths from the folder's labels (the checkpoint's alphabet if it holds them all, so
+    that pred_fc is kept); the epochs and learning rate from the folder's size (FOLDER_RULES)."""
+    if start is not None:
+        if "network" not in args.given:
+            args.network = start.network
+        adopt(hp, {name: getattr(start.hp, name) for name in STRUCTURE_FIELDS}, args.given)
+        if plan is None:
+            adopt(hp, {name: getattr(start.hp, name) for name in TEXT_FIELDS}, args.given)
+    if plan is None:
+        return
+    if args.load_epoch:  # a resumed run keeps what it was started with, its network included
+        saved = checkpoint.load_hyperparams(args.prefix)
+        adopt(hp, {f.name: getattr(saved, f.name) for f in fields(Hyperparams)}, args.given)
+        if "network" not in args.given:
+            args.network = network_of(checkpoint.load(args.prefix, args.load_epoch)[1])
+        return
+    chars, min_len, max_len = labelled_data.text_fields([text for _, text in plan.items])
+    if start is not None and set(chars) <= set(start.hp.chars):
+        chars = start.hp.chars
+    adopt(hp, {"chars": chars, "min_len": min_len, "max_len": max_len}, args.given)
+    hp.min_len = min(hp.min_len, hp.max_len)
+    adopt(hp, hyperparameters.folder_schedule(len(plan.train), start is not None), args.given)
+    hp.eval_epoch_size = len(plan.val)
+
+
+def check_folder_labels(args: argparse.Namespace, hp: Hyperparams, plan: FolderPlan) -> None:
+    """InputError for labels the network cannot learn: characters outside --chars, or too long."""
+    steps = output_steps(hp, args.network)
+    emits = (steps - 1) // 2  # what check_args allows: 2 * max_len + 1 steps
+    most, why = ((hp.max_len, f"of --max_len {hp.max_len}") if hp.max_len < emits else
+                 (emits, f"--network {args.network} reads in its {steps} steps"))
+    labelled_data.check_texts(plan.items, hp.chars, most, why)
+    size = len(plan.items) * hp.image_width * hp.image_height
+    if size > hyperparameters.MAX_FOLDER_BYTES:
+        raise InputError(f"{len(plan.items)} images take {size} bytes at the network's input size, over the "
+                         f"limit of {hyperparameters.MAX_FOLDER_BYTES}: train on fewer")
+
+
+def fitted_params(start: Start, args: argparse.Namespace, hp: Hyperparams) -> tuple[dict, dict]:
+    """The checkpoint's weights for the network of these options: converted between fused and
+    unrolled if need be, without pred_fc if the alphabet differs; InputError if they cannot fit."""
+    arg_params = start.arg_params
+    if args.network != start.network:
+        if "crnn" in (args.network, start.network):
+            raise InputError(f"--finetune {start.name} is a {start.network} network; --network {args.network} "
+                             "cannot start from it (leave --network out to follow the checkpoint)")
+        arg_params = convert_params(arg_params, start.hp, args.network)
+    if hp.chars != start.hp.chars:
+        arg_params = {name: value for name, value in arg_params.items() if not name.startswith("pred_fc")}
+        logging.info("The alphabet %r differs from the checkpoint's %r: every layer but pred_fc is kept, pred_fc "
+                     "starts fresh", hp.chars, start.hp.chars)
+    symbol = lstm_ocr(hp, args.network, args.loss)
+    shapes = {"data": (hp.batch_size, hp.image_width, hp.image_height), "label": (hp.batch_size, hp.num_label)}
+    arg_shapes, _, aux_shapes = symbol.infer_shape(**shapes)
+    needed = dict(zip(symbol.list_arguments(), arg_shapes, strict=True))
+    needed_aux = dict(zip(symbol.list_auxiliary_states(), aux_shapes, strict=True))
+    for name in shapes:
+        needed.pop(name)
+    problems = []
+    for given, wanted in ((arg_params, needed), (start.aux_params, needed_aux)):
+        for name, value in given.items():
+            if name not in wanted:
+                problems.append(f"it has {name}, which this network lacks")
+            elif tuple(value.shape) != tuple(wanted[name]):
+                problems.append(f"its {name} is {tuple(value.shape)}, this network's {tuple(wanted[name])}")
+        problems += [f"it lacks {name}" for name in wanted if name not in given and not name.startswith("pred_fc")]
+    if problems:
+        raise InputError(f"checkpoint {start.name} does not fit the network of these options (--network "
+                         f"{args.network}, --num_hidden {hp.num_hidden}, --num_lstm_layer {hp.num_lstm_layer}, "
+                         f"--image_height {hp.image_height}): {problems[0]}")
+    return arg_params, dict(start.aux_params)
 
 
 def is_distributed(args: argparse.Namespace) -> bool:
@@ -163,10 +367,32 @@ class BatchLogger:
         self.tic = time.time()
 
 
+def evaluate(mod: mx.mod.Module, images: np.ndarray, labels: np.ndarray, hp: Hyperparams) -> dict[str, float]:
+    """Accuracy and mean CTC loss over every one of `images` (a last partial batch is padded; the
+    padding is not counted)."""
+    loss = ctc_metrics.CtcLoss()
+    correct = 0
+    for start in range(0, len(images), hp.batch_size):
+        chunk, truth = images[start:start + hp.batch_size], labels[start:start + hp.batch_size]
+        valid = len(chunk)
+        padded, padded_labels = np.resize(chunk, (hp.batch_size, *chunk.shape[1:])), np.resize(
+            truth, (hp.batch_size, truth.shape[1]))
+        mod.forward(mx.io.DataBatch(data=[mx.nd.array(to_float(padded))], label=[mx.nd.array(padded_labels)]),
+                    is_train=False)
+        outputs = [output.asnumpy() for output in mod.get_outputs()]
+        softmax = outputs[0].reshape(-1, hp.batch_size, outputs[0].shape[-1])[:, :valid]
+        softmax = softmax.reshape(-1, softmax.shape[-1])
+        preds = [softmax] + ([outputs[1][:valid]] if len(outputs) > 1 else [])
+        loss.update([mx.nd.array(truth)], [mx.nd.array(pred) for pred in preds])
+        correct += round(ctc_metrics.accuracy(truth, softmax) * valid)
+    return {"accuracy": correct / len(images), "loss": loss.get()[1]}
+
+
 def fit(mod: mx.mod.Module, train_iter: OCRIter, val_iter, hp: Hyperparams, prefix: str | None,
         begin_epoch: int, save_states: bool = True) -> None:
     """The example's training loop (Module.fit's): log and validate every epoch and, unless `prefix`
-    is None, write the checkpoint, the history and its curves."""
+    is None, write the checkpoint, the history and its curves. `val_iter` is an iterator to score,
+    or a function that returns the validation scores."""
     metric = mx.metric.CompositeEvalMetric([mx.metric.np(ctc_metrics.accuracy, allow_extra_outputs=True),
                                             ctc_metrics.CtcLoss()])
     log_batch = BatchLogger(hp.batch_size, LOG_EVERY)
@@ -193,7 +419,7 @@ def fit(mod: mx.mod.Module, train_iter: OCRIter, val_iter, hp: Hyperparams, pref
             checkpoint.save(prefix, epoch + 1, mod.symbol, arg_params, aux_params, hp,
                             (lambda path: checkpoint.save_optimizer_states(updater_of(mod), path))
                             if save_states else None)
-        val_scores = dict(mod.score(val_iter, metric))
+        val_scores = val_iter() if callable(val_iter) else dict(mod.score(val_iter, metric))
         for name, value in val_scores.items():
             logging.info("Epoch[%d] Validation-%s=%f", epoch, name, value)
         history.append(training_curves.EpochRecord(
@@ -210,18 +436,31 @@ def optimizer_params(hp: Hyperparams) -> dict:
         params["momentum"] = hp.momentum
     if hp.clip_gradient:
         params["clip_gradient"] = hp.clip_gradient
+    if hp.lr_schedule == "cosine":
+        updates = hp.num_epoch * (hp.train_epoch_size // hp.batch_size)
+        warmup = min(WARMUP_UPDATES, updates // 10)
+        params["lr_scheduler"] = mx.lr_scheduler.CosineScheduler(
+            max_update=updates, base_lr=hp.learning_rate, final_lr=hp.learning_rate * hyperparameters.FINAL_LR_FRACTION,
+            warmup_steps=warmup)
     return params
 
 
-def build_module(args: argparse.Namespace, hp: Hyperparams, kv: "mx.kv.KVStore | str") -> mx.mod.Module:
-    """The bound Module with fresh weights, or with checkpoint `--load_epoch` and its optimizer state."""
+def build_module(args: argparse.Namespace, hp: Hyperparams, kv: "mx.kv.KVStore | str",
+                 start: tuple[dict, dict] | None = None) -> mx.mod.Module:
+    """The bound Module with fresh weights, the weights of `start` (--finetune: arg and aux params,
+    fitted), or checkpoint `--load_epoch` and its optimizer state."""
     mod = mx.mod.Module(lstm_ocr(hp, args.network, args.loss), data_names=["data"], label_names=["label"],
                         context=contexts(args))
     provide_data, provide_label = data_descs(hp)
     mod.bind(data_shapes=provide_data, label_shapes=provide_label)
     initializer = mx.init.Xavier(factor_type="in", magnitude=2.34)
     if not args.load_epoch:
-        mod.init_params(initializer, arg_params=initial_params(hp, args.network, initializer), allow_missing=True)
+        fresh = initial_params(hp, args.network, initializer)
+        if start is not None:
+            mod.init_params(initializer, arg_params=fresh | start[0], aux_params=start[1], allow_missing=True)
+            logging.info("Fine-tuning from %s (%s network); the optimizer starts afresh", args.finetune, args.network)
+        else:
+            mod.init_params(initializer, arg_params=fresh, allow_missing=True)
         mod.init_optimizer(kvstore=kv, optimizer=hp.optimizer, optimizer_params=optimizer_params(hp))
         return mod
     _, arg_params, aux_params = checkpoint.load(args.prefix, args.load_epoch)
@@ -264,11 +503,38 @@ def load_optimizer_states(mod: mx.mod.Module, path: str) -> None:
                                              "resume with a fresh optimizer")
 
 
-def train(args: argparse.Namespace, hp: Hyperparams, fonts: list[str]) -> None:
-    """Build the module, start the generators, and fit; the generators are always stopped.
+def folder_source(args: argparse.Namespace, hp: Hyperparams, plan: FolderPlan) -> FolderSource:
+    """The images for the workers to decode: the training ones, then the held-out ones."""
+    paths = [path for path, _ in plan.items]
+    labels = np.stack([encode_label(text, hp) for _, text in plan.items])
+    train = np.arange(len(paths)) < len(plan.train)
+    return FolderSource(paths, labels, train, augment=bool(args.augment), synthetic=args.synthetic)
 
-    Distributed, every worker draws its own data (seeded by its rank), the servers hold the weights
-    and the optimizer (so no .states file), and only rank 0 writes checkpoints.
+
+def check_decoded(args: argparse.Namespace, data: MPData, source: FolderSource) -> np.ndarray:
+    """After the workers decoded the folder: InputError naming unreadable images (unless --skip_bad,
+    which logs their count); the indices of the held-out images that were read."""
+    bad = data.decode()
+    if bad and not args.skip_bad:
+        raise InputError(f"unreadable images (pass --skip_bad to train without them): "
+                         f"{labelled_data.name_some([bad[index] for index in sorted(bad)])}")
+    if bad:
+        logging.warning("Skipped %d unreadable images (--skip_bad), for example: %s", len(bad), bad[min(bad)])
+    read = np.array([index not in bad for index in range(len(source.paths))])
+    for side, mask in (("training", source.train), ("validation", ~source.train)):
+        if not (read & mask).any():
+            raise InputError(f"no readable {side} image is left")
+    return np.flatnonzero(read & ~source.train)
+
+
+def train(args: argparse.Namespace, hp: Hyperparams, fonts: list[str], plan: FolderPlan | None = None,
+          start: tuple[dict, dict] | None = None) -> None:
+    """Start the data workers, build the module, and fit; the workers are always stopped.
+
+    With a folder (`plan`), the workers first decode every image; unreadable ones stop the run here,
+    before the prefix is claimed or any training starts. Distributed, every worker draws its own data
+    (seeded by its rank), the servers hold the weights and the optimizer (so no .states file), and
+    only rank 0 writes checkpoints.
     """
     if args.seed is not None:
         mx.random.seed(args.seed)
@@ -279,17 +545,27 @@ def train(args: argparse.Namespace, hp: Hyperparams, fonts: list[str]) -> None:
         logging.basicConfig(level=logging.INFO, format=f"%(asctime)-15s [rank {rank}] %(message)s", force=True)
         logging.info("Worker %d of %d, kvstore %s", rank, kv.num_workers, kv.type)
     prefix_lock = checkpoint.lock(args.prefix) if rank == 0 else None  # noqa: F841  (held until exit)
-    if rank == 0:
-        claim_prefix(args, hp)
-    mod = build_module(args, hp, kv)
     block_size = BLOCK_SIZE if args.pool_size else hp.batch_size
     pool_blocks = max(1, min(args.pool_size, hp.train_epoch_size) // block_size)  # no bigger than an epoch
-    with MPData(args.num_proc, fonts, hp, block_size, pool_blocks, data_seed(args.seed, rank), args.style) as data:
-        logging.info("Generating %d validation samples with %d processes", hp.eval_epoch_size, args.num_proc)
-        held_out = [data.take_block() for _ in range(-(-hp.eval_epoch_size // block_size))]
-        images = np.concatenate([b[0] for b in held_out])[:hp.eval_epoch_size]
-        labels = np.concatenate([b[1] for b in held_out])[:hp.eval_epoch_size]
-        val_iter = fixed_iter(images, labels, hp)
+    source = folder_source(args, hp, plan) if plan is not None else None
+    with MPData(args.num_proc, fonts, hp, block_size, pool_blocks, data_seed(args.seed, rank), source,
+                args.style) as data:
+        if source is not None:
+            logging.info("Decoding %d images with %d processes", len(source.paths), args.num_proc)
+            held_out = check_decoded(args, data, source)
+        if rank == 0:
+            claim_prefix(args, hp)
+        mod = build_module(args, hp, kv, start)
+        if source is not None:
+            data.release()
+            images, labels = data.folder.images[held_out].copy(), data.folder.labels[held_out].copy()
+            val_iter = lambda: evaluate(mod, images, labels, hp)  # noqa: E731
+        else:
+            logging.info("Generating %d validation samples with %d processes", hp.eval_epoch_size, args.num_proc)
+            blocks = [data.take_block() for _ in range(-(-hp.eval_epoch_size // block_size))]
+            images = np.concatenate([b[0] for b in blocks])[:hp.eval_epoch_size]
+            labels = np.concatenate([b[1] for b in blocks])[:hp.eval_epoch_size]
+            val_iter = fixed_iter(images, labels, hp)
 
         if args.pool_size:
             logging.info("Filling the training pool with %d samples", pool_blocks * block_size)
@@ -309,11 +585,24 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     hp = hyperparameters.from_args(args)
     logging.basicConfig(level=logging.INFO, format="%(asctime)-15s %(message)s")
+    check_data_args(args)
+    plan = plan_folders(args) if args.train_dir else None
+    start = load_start(args.finetune) if args.finetune else None
+    derive_hyperparams(args, hp, plan, start)
+    if plan is not None:
+        check_folder_labels(args, hp, plan)
     check_args(args, hp)
-    fonts = find_fonts(args.font_path, hp.chars)
+    if plan is not None:
+        logging.info("Alphabet %r, texts of %d to %d characters; %d epochs of %d samples, %s network",
+                     hp.chars, hp.min_len, hp.max_len, hp.num_epoch, hp.train_epoch_size, args.network)
+    if plan is not None and args.font_path and not args.synthetic:
+        logging.warning("The font path %s is not used: with --train_dir, fonts draw only --synthetic captchas",
+                        args.font_path)
+    fonts = find_fonts(args.font_path, hp.chars) if plan is None or args.synthetic else []
+    fitted = fitted_params(start, args, hp) if start is not None else None
     stop_on_signals()
     try:
-        train(args, hp, fonts)
+        train(args, hp, fonts, plan, fitted)
     except Interrupted as signal_name:
         epochs = checkpoint.saved_epochs(args.prefix)
         last = checkpoint.params_path(args.prefix, epochs[-1]) if epochs else "none"

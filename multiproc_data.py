@@ -9,6 +9,11 @@ lower priority, refresh it as fast as the spare CPU allows: the price of never w
 sample is seen several times when the workers are slower than the trainer. `take_block` instead
 gives every sample exactly once (the original example's fresh data, and held-out validation data).
 
+A folder of labelled images (`FolderSource`) is another producer of blocks: the workers first decode
+its images once, each its share, into shared memory at the network's input size (`decode` waits for
+that and returns the unreadable ones; only then does `release` hand out the blocks), then fill blocks
+with training images drawn from there, augmented on the fly, and generated captchas if `synthetic`.
+
 Workers are started with the "spawn" method, so they never inherit MXNet's engine (forking after
 MXNet has started hangs); they ignore Ctrl-C (the parent stops them) and exit when the parent dies.
 """
@@ -23,8 +28,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from augment import augment
 from captcha_generator import CaptchaGen, encode_label
+from cli import InputError
 from hyperparameters import Hyperparams
+from images import read_network_input
 
 WORKER_NICENESS = 10  # workers yield the CPU to the trainer
 POLL_SECONDS = 0.5  # how often a waiting reader checks that the workers are alive
@@ -55,13 +63,100 @@ class SharedBlocks:
                             np.frombuffer(raw_labels, dtype=np.int32).reshape(label_shape))
 
 
-def _worker(shared: tuple, free: mp.Queue, filled: mp.Queue, font_paths: list[str],
-            hp: Hyperparams, seed: int | None, parent_pid: int, style: str = "example") -> None:
-    """Fill free blocks with fresh samples until told to stop (None) or the parent is gone."""
+@dataclass
+class FolderSource:
+    """Labelled image files for the workers to decode once into shared memory, at the network's input
+    size, and to draw training samples from (augmented if `augment`); with `synthetic` > 0, that
+    fraction of the samples is drawn by the generator instead (fonts needed)."""
+
+    paths: list[str]
+    labels: np.ndarray  # (n, num_label) int32, encoded
+    train: np.ndarray  # (n,) bool: which images are for training (the rest are held out)
+    augment: bool = True
+    synthetic: float = 0.0
+
+
+DECODE_PENDING, DECODE_OK, DECODE_BAD = 0, 1, 2
+
+
+@dataclass
+class SharedFolder:
+    """A folder's decoded images, labels and per-image state, in memory shared by processes."""
+
+    images: np.ndarray  # (n, width, height) uint8
+    labels: np.ndarray  # (n, num_label) int32
+    train: np.ndarray  # (n,) uint8
+    status: np.ndarray  # (n,) uint8: DECODE_*
+
+    @staticmethod
+    def allocate(ctx, source: FolderSource, hp: Hyperparams) -> tuple:
+        count = len(source.paths)
+        raws = (ctx.RawArray("B", count * hp.image_width * hp.image_height),
+                ctx.RawArray("i", count * hp.num_label), ctx.RawArray("B", count), ctx.RawArray("B", count))
+        shapes = ((count, hp.image_width, hp.image_height), (count, hp.num_label), (count,), (count,))
+        folder = SharedFolder.view(raws, shapes)
+        folder.labels[:] = source.labels
+        folder.train[:] = source.train
+        return raws, shapes
+
+    @staticmethod
+    def view(raws: tuple, shapes: tuple) -> "SharedFolder":
+        dtypes = (np.uint8, np.int32, np.uint8, np.uint8)
+        return SharedFolder(*(np.frombuffer(raw, dtype=dtype).reshape(shape)
+                              for raw, dtype, shape in zip(raws, dtypes, shapes, strict=True)))
+
+
+def _decode_share(folder: SharedFolder, paths: list[str], worker: int, num_proc: int, hp: Hyperparams,
+                  reports: mp.Queue, parent_pid: int) -> None:
+    """Decode every `num_proc`-th image, starting at `worker`, into shared memory; report the bad ones.
+    Stops early if the parent is gone."""
+    for count, index in enumerate(range(worker, len(paths), num_proc)):
+        if count % 64 == 0 and os.getppid() != parent_pid:
+            return
+        try:
+            folder.images[index] = read_network_input(paths[index], hp)
+            folder.status[index] = DECODE_OK
+        except Exception as error:  # noqa: BLE001  (whatever a user's file does to a decoder, it is unreadable)
+            folder.status[index] = DECODE_BAD
+            reports.put((index, str(error) if isinstance(error, InputError) else
+                         f"{paths[index]} cannot be decoded ({type(error).__name__}: {error})"))
+    reports.put((None, worker))
+
+
+class _Producer:
+    """What one worker puts into a block: generated captchas, folder images, or a mix."""
+
+    def __init__(self, font_paths: list[str], hp: Hyperparams, seed: int | None,
+                 folder: SharedFolder | None, source: FolderSource | None, style: str = "example"):
+        self.hp, self.folder, self.source = hp, folder, source
+        self.gen = CaptchaGen(font_paths, hp, seed, style) if font_paths else None
+        self.rng = np.random.default_rng(seed)
+        self.usable: np.ndarray | None = None
+
+    def sample(self) -> tuple[np.ndarray, np.ndarray]:
+        if self.folder is None or (self.gen is not None and self.rng.random() < self.source.synthetic):
+            text = self.gen.random_text()
+            return self.gen.image_u8(text), encode_label(text, self.hp)
+        if self.usable is None:  # blocks are handed out only once every image is decoded and checked
+            self.usable = np.flatnonzero((self.folder.train == 1) & (self.folder.status == DECODE_OK))
+        index = self.usable[self.rng.integers(len(self.usable))]
+        image = self.folder.images[index]
+        return (augment(image, self.rng) if self.source.augment else image), self.folder.labels[index]
+
+
+def _worker(shared: tuple, free: mp.Queue, filled: mp.Queue, font_paths: list[str], hp: Hyperparams,
+            seed: int | None, parent_pid: int, folder_spec: tuple | None = None, style: str = "example") -> None:
+    """Decode this worker's share of a folder (if any), then fill free blocks with samples until told
+    to stop (None) or the parent is gone."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     os.nice(WORKER_NICENESS)
     blocks = SharedBlocks.view(*shared)
-    gen = CaptchaGen(font_paths, hp, seed, style)
+    folder = source = None
+    if folder_spec is not None:
+        raws, shapes, source, worker, num_proc, reports = folder_spec
+        folder = SharedFolder.view(raws, shapes)
+        _decode_share(folder, source.paths, worker, num_proc, hp, reports, parent_pid)
+    producer = _Producer(font_paths, hp, seed, folder, source, style)
     while os.getppid() == parent_pid:
         try:
             index = free.get(timeout=POLL_SECONDS)
@@ -70,36 +165,66 @@ def _worker(shared: tuple, free: mp.Queue, filled: mp.Queue, font_paths: list[st
         if index is None:
             return
         for row in range(blocks.images.shape[1]):
-            text = gen.random_text()
-            blocks.images[index, row] = gen.image_u8(text)
-            blocks.labels[index, row] = encode_label(text, hp)
+            blocks.images[index, row], blocks.labels[index, row] = producer.sample()
         filled.put(index)
 
 
 class MPData:
-    """A pool of CAPTCHA samples kept fresh by `num_proc` worker processes, in captcha style `style`."""
+    """A pool of samples kept fresh by `num_proc` worker processes: generated CAPTCHAs in captcha style
+    `style`, or, given a `folder`, that folder's images (decoded once by the workers: call `decode`,
+    then `release`)."""
 
     def __init__(self, num_proc: int, font_paths: list[str], hp: Hyperparams, block_size: int,
-                 pool_blocks: int, seed: int | None = None, style: str = "example"):
+                 pool_blocks: int, seed: int | None = None, folder: FolderSource | None = None,
+                 style: str = "example"):
         ctx = mp.get_context("spawn")
         spare_blocks = 2 * num_proc  # so that every worker always has a block to fill
         shared = SharedBlocks.allocate(ctx, pool_blocks + spare_blocks, block_size, hp)
         self.blocks = SharedBlocks.view(*shared)
         self.pool_blocks = pool_blocks
+        self.num_blocks = pool_blocks + spare_blocks
         self.pool: deque[int] = deque()
         self.received = 0  # filled blocks taken in so far
         self.free: mp.Queue = ctx.Queue()
         self.filled: mp.Queue = ctx.Queue()
-        for index in range(pool_blocks + spare_blocks):
-            self.free.put(index)
+        self.reports: mp.Queue = ctx.Queue()  # decoding: (index, error) per bad image, (None, worker) when done
+        self.folder: SharedFolder | None = None
+        folder_shared = None
+        if folder is not None:
+            folder_shared = SharedFolder.allocate(ctx, folder, hp)
+            self.folder = SharedFolder.view(*folder_shared)
+        else:
+            self.release()
         self.rng = np.random.default_rng(seed)
         self.workers = [
             ctx.Process(target=_worker, daemon=True, name=f"captcha-worker-{i}",
                         args=(shared, self.free, self.filled, font_paths, hp,
-                              None if seed is None else seed * 1000 + i, os.getpid(), style))
+                              None if seed is None else seed * 1000 + i, os.getpid(),
+                              None if folder is None else (*folder_shared, folder, i, num_proc, self.reports), style))
             for i in range(num_proc)]
         for worker in self.workers:
             worker.start()
+
+    def decode(self) -> dict[int, str]:
+        """Wait until the workers have decoded every folder image; {index: error} of those that failed."""
+        bad: dict[int, str] = {}
+        done = 0
+        while done < len(self.workers):
+            try:
+                index, message = self.reports.get(timeout=POLL_SECONDS)
+            except queue.Empty:
+                self._check_workers()
+                continue
+            if index is None:
+                done += 1
+            else:
+                bad[index] = message
+        return bad
+
+    def release(self) -> None:
+        """Hand every block to the workers, which start filling them (for a folder: after `decode`)."""
+        for index in range(self.num_blocks):
+            self.free.put(index)
 
     def _check_workers(self) -> None:
         dead = [w.name for w in self.workers if not w.is_alive()]
@@ -155,7 +280,7 @@ class MPData:
             if worker.is_alive():
                 worker.terminate()
                 worker.join()
-        for q in (self.free, self.filled):
+        for q in (self.free, self.filled, self.reports):
             q.cancel_join_thread()  # indices still buffered for dead workers must not block the exit
             q.close()
         self.workers = []

@@ -2,6 +2,8 @@
 the model alone on one fixed batch with no generator running, measured in the same run.
 
     .venv/bin/python bench/end_to_end.py [--network fused] [--batches 60] [--num_proc 2] [FONT_PATH]
+    .venv/bin/python bench/end_to_end.py --recipe fast --train_dir DIR   (a folder of labelled images,
+        decoded once by the workers and augmented on the fly, as `lstm_ocr_train.py --train_dir DIR`)
 """
 
 import argparse
@@ -12,14 +14,16 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import mxnet as mx  # noqa: E402
+import numpy as np  # noqa: E402
 from train_step import build_module, random_batch  # noqa: E402  (bench/ is this script's folder)
 
 import ctc_metrics  # noqa: E402
 import hyperparameters  # noqa: E402
-from captcha_generator import find_fonts  # noqa: E402
+import labelled_data  # noqa: E402
+from captcha_generator import encode_label, find_fonts  # noqa: E402
 from hyperparameters import RECIPES, Hyperparams  # noqa: E402
 from lstm_ocr_train import BLOCK_SIZE  # noqa: E402
-from multiproc_data import MPData  # noqa: E402
+from multiproc_data import FolderSource, MPData  # noqa: E402
 from ocr_iter import OCRIter  # noqa: E402
 
 
@@ -44,14 +48,24 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=60)
     parser.add_argument("--num_proc", type=int, default=2)
     parser.add_argument("--pool_size", type=int, default=8192)
+    parser.add_argument("--train_dir", help="a folder of labelled images instead of generated captchas")
     args = parser.parse_args()
     network = RECIPES[args.recipe].get("network", args.network)
     hp = hyperparameters.for_recipe(args.recipe)
     mod, fixed = build_module(hp, network, "ctc"), random_batch(hp)
     print(f"# {' '.join(sys.argv)}  ({network}, batch {hp.batch_size}, {args.num_proc} generator processes)")
     model_before = train_rate(mod, [fixed] * (args.batches + 2), hp)
-    fonts = find_fonts(args.font_path, hp.chars)
-    with MPData(args.num_proc, fonts, hp, BLOCK_SIZE, args.pool_size // BLOCK_SIZE) as data:
+    source = None
+    if args.train_dir:
+        items = labelled_data.folder_items(args.train_dir)
+        labels = np.stack([encode_label(text, hp) for _, text in items])
+        source = FolderSource([path for path, _ in items], labels, np.ones(len(items), dtype=bool))
+        print(f"# {len(items)} labelled images of {args.train_dir}, augmented")
+    fonts = [] if source else find_fonts(args.font_path, hp.chars)
+    with MPData(args.num_proc, fonts, hp, BLOCK_SIZE, args.pool_size // BLOCK_SIZE, folder=source) as data:
+        if source is not None:
+            data.decode()
+            data.release()
         data.fill()
         train_iter = OCRIter(hp.batch_size * (args.batches + 2), hp, data.sample)
         received, tic = data.received, time.perf_counter()

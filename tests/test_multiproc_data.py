@@ -6,10 +6,12 @@ import textwrap
 
 import numpy as np
 import pytest
+from PIL import Image, ImageDraw
 
 from conftest import ROOT, assert_all_exit, children_of
 from hyperparameters import Hyperparams
-from multiproc_data import MPData, WorkerDied
+from images import read_network_input
+from multiproc_data import FolderSource, MPData, WorkerDied
 
 
 def test_pool_gives_valid_batches_and_stops_its_workers(font):
@@ -60,3 +62,75 @@ def test_workers_exit_when_their_parent_is_killed(font, tmp_path):
     parent.kill()
     parent.wait()
     assert_all_exit(pids)
+
+
+def _folder(tmp_path, count: int, hp: Hyperparams, bad: int = 0) -> FolderSource:
+    """`count` images of distinct shades (image i has label i % 10 + 1 in its first place), the last
+    `count // 4` held out; the first `bad` files are not images."""
+    paths = []
+    for i in range(count):
+        path = tmp_path / f"{i:03d}.png"
+        if i < bad:
+            path.write_bytes(b"not an image")
+        else:
+            picture = Image.new("L", (160, 60), 5 * i)
+            ImageDraw.Draw(picture).rectangle((40 + i, 15, 100, 45), fill=250 - 5 * i)
+            picture.save(path)
+        paths.append(str(path))
+    labels = np.zeros((count, hp.num_label), dtype=np.int32)
+    labels[:, 0] = np.arange(count) % 10 + 1
+    labels[:, 1] = np.arange(count) // 10 + 1
+    return FolderSource(paths, labels, np.arange(count) < count - count // 4, augment=False)
+
+
+def test_a_folder_is_decoded_once_in_the_workers_and_only_training_images_are_drawn(tmp_path):
+    hp = Hyperparams()
+    source = _folder(tmp_path, 40, hp)
+    with MPData(2, [], hp, block_size=8, pool_blocks=4, seed=0, folder=source) as data:
+        assert data.decode() == {}
+        for i, path in enumerate(source.paths):
+            assert np.array_equal(data.folder.images[i], read_network_input(path, hp))
+        data.release()
+        images, labels = data.sample(64)
+    indices = (labels[:, 1] - 1) * 10 + labels[:, 0] - 1
+    assert set(indices.tolist()) <= set(range(30))  # never one of the 10 held out
+    for image, index in zip(images, indices, strict=True):
+        assert np.array_equal(image, read_network_input(source.paths[index], hp))  # --augment 0: as decoded
+
+
+def test_unreadable_images_are_reported_and_augmentation_changes_every_sample(tmp_path):
+    hp = Hyperparams()
+    source = _folder(tmp_path, 20, hp, bad=3)
+    source.augment = True
+    with MPData(1, [], hp, block_size=8, pool_blocks=2, seed=0, folder=source) as data:
+        bad = data.decode()
+        assert sorted(bad) == [0, 1, 2] and "not a readable image" in bad[0]
+        data.release()
+        images, labels = data.sample(32)
+        indices = (labels[:, 1] - 1) * 10 + labels[:, 0] - 1
+        assert set(indices.tolist()) <= set(range(3, 15))  # neither a bad image nor a held-out one
+        decoded = data.folder.images
+        assert not any(np.array_equal(image, original) for image in images for original in decoded)
+
+
+def test_every_format_and_mode_that_inference_reads_is_decoded(tmp_path):
+    import labelled_data
+
+    picture = Image.new("RGB", (120, 45), (230, 220, 200))
+    ImageDraw.Draw(picture).rectangle((30, 10, 90, 35), fill=(20, 40, 160))
+    picture.save(tmp_path / "a_1.jpg")
+    picture.convert("P").save(tmp_path / "b_2.gif")
+    picture.save(tmp_path / "c_3.bmp")
+    picture.save(tmp_path / "d_4.webp")
+    picture.convert("L").save(tmp_path / "e_5.tif")
+    picture.convert("RGBA").save(tmp_path / "f_6.png")
+    Image.fromarray(np.asarray(picture.convert("L"), dtype=np.uint16) * 257).save(tmp_path / "g_7.png")
+    items = labelled_data.folder_items(str(tmp_path))
+    assert [text for _, text in items] == list("1234567")
+    hp = Hyperparams()
+    labels = np.zeros((len(items), hp.num_label), dtype=np.int32)
+    source = FolderSource([path for path, _ in items], labels, np.ones(len(items), dtype=bool), augment=False)
+    with MPData(2, [], hp, block_size=4, pool_blocks=1, seed=0, folder=source) as data:
+        assert data.decode() == {}
+        for image in data.folder.images:  # the dark box stands out from the light background in each
+            assert image[35:45, 12:18].mean() < 120 < image[:5].mean()

@@ -1,0 +1,219 @@
+"""Training on folders of labelled images: from --train_dir to --finetune, and every bad input of a
+user who brings their own captchas, each refused with one error line before any training."""
+
+import json
+import os
+import shutil
+
+import pytest
+
+import lstm_ocr_train
+from captcha_generator import CaptchaGen, write_image
+from cli import InputError
+from conftest import ROOT, run_script
+from hyperparameters import Hyperparams
+
+PRETRAINED = os.path.join(ROOT, "pretrained", "ocr")
+TINY = ["--num_epoch", "1", "--train_epoch_size", "64", "--batch_size", "16", "--num_hidden", "16",
+        "--pool_size", "64", "--num_proc", "1"]
+
+
+def draw(folder, texts: list[str], font: str, chars: str = "0123456789", max_len: int = 4,
+         names: str = "{i:04d}_{text}.png") -> list[str]:
+    """Captchas of `texts` in `folder`, named as `names` says."""
+    os.makedirs(folder, exist_ok=True)
+    gen = CaptchaGen([font], Hyperparams(chars=chars, max_len=max_len))
+    paths = []
+    for i, text in enumerate(texts):
+        paths.append(os.path.join(folder, names.format(i=i, text=text)))
+        write_image(gen.render(text), paths[-1])
+    return paths
+
+
+@pytest.fixture(scope="module")
+def digits(tmp_path_factory) -> str:
+    """20 labelled digit captchas, named NNNN_TEXT.png."""
+    import captcha
+    font = os.path.join(os.path.dirname(captcha.__file__), "data", "DroidSansMono.ttf")
+    folder = str(tmp_path_factory.mktemp("digits"))
+    draw(folder, [f"{i * 37 % 1000:03d}" if i % 2 else f"{i * 7 + 1000}" for i in range(20)], font)
+    return folder
+
+
+def test_from_train_dir_to_finetune_on_another_alphabet(digits, font, tmp_path):
+    prefix = str(tmp_path / "first" / "ocr")
+    os.makedirs(os.path.dirname(prefix))
+    result = run_script("lstm_ocr_train.py", *TINY, "--train_dir", digits, "--prefix", prefix, "--seed", "1")
+    assert result.returncode == 0, result.stderr
+    log = result.stderr
+    assert f"Training on 18 labelled images of {digits}, validating on 2 held out of it" in log
+    assert "Epoch[0] Validation-accuracy=" in log and "crnn network" in log  # folders: the fast recipe's network
+    meta = json.load(open(f"{prefix}-meta.json"))
+    assert (meta["chars"], meta["min_len"], meta["max_len"], meta["eval_epoch_size"]) == ("0123456789", 3, 4, 2)
+
+    resumed = run_script("lstm_ocr_train.py", *TINY, "--num_epoch", "2", "--train_dir", digits, "--prefix", prefix,
+                         "--load_epoch", "1")  # what the run was started with comes from its meta file
+    assert resumed.returncode == 0, resumed.stderr
+    assert "Resuming from" in resumed.stderr and os.path.isfile(f"{prefix}-0002.params")
+
+    letters = tmp_path / "letters"  # names without NNNN_ and a labels.csv that overrides them
+    paths = draw(letters, ["ab1", "b2c9", "c3a", "a4bb", "1abc"], font, chars="0123456789abc",
+                 names="img{i}.png")
+    (letters / "labels.csv").write_text("file,text\n" + "".join(
+        f"{os.path.basename(p)},{t}\n" for p, t in zip(paths, ["ab1", "b2c9", "c3a", "a4bb", "1abc"], strict=True)))
+    val = tmp_path / "val"
+    draw(val, ["cab", "12a"], font, chars="0123456789abc")
+    tuned = str(tmp_path / "tuned")
+    result = run_script("lstm_ocr_train.py", "--train_dir", str(letters), "--val_dir", str(val), "--finetune",
+                        f"{prefix}:1", "--prefix", tuned, "--num_epoch", "1", "--train_epoch_size", "32",
+                        "--batch_size", "16", "--num_proc", "1", "--augment", "0")
+    assert result.returncode == 0, result.stderr
+    log = result.stderr
+    assert f"validating on 2 of {val}" in log and "Training on 5 labelled images" in log
+    assert "every layer but pred_fc is kept, pred_fc starts fresh" in log
+    assert f"Fine-tuning from {prefix}:1 (crnn network)" in log
+    meta = json.load(open(f"{tuned}-meta.json"))
+    assert (meta["chars"], meta["num_hidden"], meta["max_len"]) == ("12349abc", 16, 4)  # the size follows the start
+    read = run_script("lstm_ocr_infer.py", "--prefix", tuned, "--epoch", "1", str(val))
+    assert read.returncode == 0, read.stderr
+    assert read.stdout.splitlines()[-1].endswith("images=2")
+
+
+def check(argv: list[str]) -> None:
+    """What main does before it starts any process: parse, plan, derive and check."""
+    args = lstm_ocr_train.parse_args(argv)
+    hp = lstm_ocr_train.hyperparameters.from_args(args)
+    lstm_ocr_train.check_data_args(args)
+    plan = lstm_ocr_train.plan_folders(args) if args.train_dir else None
+    start = lstm_ocr_train.load_start(args.finetune) if args.finetune else None
+    lstm_ocr_train.derive_hyperparams(args, hp, plan, start)
+    if plan is not None:
+        lstm_ocr_train.check_folder_labels(args, hp, plan)
+    lstm_ocr_train.check_args(args, hp)
+    if start is not None:
+        lstm_ocr_train.fitted_params(start, args, hp)
+
+
+def test_defaults_follow_the_folder_and_the_checkpoint(digits, tmp_path):
+    args = lstm_ocr_train.parse_args(["--train_dir", digits, "--finetune", f"{PRETRAINED}:12",
+                                      "--prefix", str(tmp_path / "ocr")])
+    hp = lstm_ocr_train.hyperparameters.from_args(args)
+    plan = lstm_ocr_train.plan_folders(args)
+    lstm_ocr_train.derive_hyperparams(args, hp, plan, lstm_ocr_train.load_start(args.finetune))
+    assert args.network == "crnn" and hp.num_lstm_layer == 1 and hp.chars == "0123456789"
+    assert (hp.optimizer, hp.lr_schedule, hp.batch_size) == ("adam", "cosine", 64)
+    rules = lstm_ocr_train.hyperparameters.folder_schedule(18, finetune=True)  # 18: 20 less the hold-out
+    assert (hp.num_epoch, hp.train_epoch_size, hp.learning_rate) == (
+        rules["num_epoch"], rules["train_epoch_size"], rules["learning_rate"])
+    explicit = lstm_ocr_train.parse_args(["--train_dir", digits, "--num_epoch", "3", "--learning_rate", "0.01"])
+    hp = lstm_ocr_train.hyperparameters.from_args(explicit)
+    lstm_ocr_train.derive_hyperparams(explicit, hp, plan, None)
+    assert (hp.num_epoch, hp.learning_rate, hp.train_epoch_size) == (3, 0.01, rules["train_epoch_size"])
+
+
+@pytest.mark.parametrize("make, extra, words", [
+    (lambda d: None, [], "is empty"),
+    (lambda d: (d / "x.txt").write_text("x"), [], "has no image files"),
+    (lambda d: shutil.copy(f"{PRETRAINED}-curves.png",
+                           d / "x_.png"), [], "has no labelled images"),
+    (lambda d: (d / "labels.csv").write_text("0000_123.png,12\nmissing.png,1\n"), ["COPY"],
+     "names files that are not in .*missing.png"),
+    (lambda d: (d / "labels.csv").write_text("../0000_123.png,12\n"), [], "is not a file inside"),
+    (None, ["--chars", "012345678"], "characters '9' outside --chars '012345678'"),
+    (None, ["--max_len", "3"], "longer than the 3 characters of --max_len 3"),
+    (None, ["--finetune", f"{PRETRAINED}:12", "--num_hidden", "50"],
+     "checkpoint .*pretrained/ocr:12 does not fit .* this network's"),
+    (None, ["--finetune", f"{PRETRAINED}:12", "--network", "fused"], "is a crnn network; --network fused cannot"),
+    (None, ["--finetune", PRETRAINED], "--finetune takes PREFIX:EPOCH"),
+    (None, ["--finetune", f"{PRETRAINED}:3"], "pretrained/ocr-0003.params"),
+    (None, ["--synthetic", "0.5"], "--synthetic draws captchas: give a font"),
+    (None, ["--synthetic", "2", "FONT"], "--synthetic is a fraction"),
+])
+def test_bad_input_is_refused_before_training(digits, font, tmp_path, make, extra, words):
+    folder = tmp_path / "data"
+    if make is None:
+        folder = digits
+    else:
+        folder.mkdir()
+        if "COPY" in extra:
+            shutil.copy(os.path.join(digits, "0000_1000.png"), folder / "0000_123.png")
+        make(folder)
+    extra = [font if word == "FONT" else word for word in extra if word != "COPY"]
+    with pytest.raises(InputError, match=words):
+        check(["--train_dir", str(folder), "--prefix", str(tmp_path / "ocr"), *extra])
+
+
+def test_a_label_longer_than_the_network_can_emit(font, tmp_path):
+    draw(tmp_path / "long", ["1234567890", "123"], font, max_len=10)
+    with pytest.raises(InputError, match="longer than the 9 characters --network crnn reads in its 20 steps"):
+        check(["--train_dir", str(tmp_path / "long"), "--prefix", str(tmp_path / "ocr")])
+
+
+def test_val_dir_sharing_files_with_train_dir(digits, tmp_path):
+    val = tmp_path / "val"
+    val.mkdir()
+    shutil.copy(os.path.join(digits, "0001_037.png"), val / "renamed_037.png")
+    with pytest.raises(InputError, match="--val_dir shares files with --train_dir .*renamed_037.png = "):
+        check(["--train_dir", digits, "--val_dir", str(val), "--prefix", str(tmp_path / "ocr")])
+    with pytest.raises(InputError, match="--val_dir shares files"):
+        check(["--train_dir", digits, "--val_dir", digits, "--prefix", str(tmp_path / "ocr")])
+
+
+def test_options_that_need_a_folder_or_a_font(tmp_path):
+    with pytest.raises(InputError, match="give a font"):
+        check(["--prefix", str(tmp_path / "ocr")])
+    with pytest.raises(InputError, match="--val_dir goes with --train_dir"):
+        check(["--val_dir", str(tmp_path), "font"])
+    with pytest.raises(InputError, match="--augment goes with --train_dir"):
+        check(["--augment", "0", "font"])
+
+
+def test_unreadable_images_are_named_and_counted_or_skipped(digits, font, tmp_path):
+    folder = tmp_path / "some_bad"
+    shutil.copytree(digits, folder)
+    for i in range(7):
+        (folder / f"bad{i}_123.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    prefix = str(tmp_path / "ocr")
+    result = run_script("lstm_ocr_train.py", *TINY, "--train_dir", str(folder), "--prefix", prefix)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    last = result.stderr.splitlines()[-1]
+    assert last.startswith("error: unreadable images (pass --skip_bad") and "bad0_123.png" in last
+    assert "and 2 more (7 in all)" in last
+    assert not os.path.exists(f"{prefix}-0001.params")
+    result = run_script("lstm_ocr_train.py", *TINY, "--train_dir", str(folder), "--prefix", prefix, "--skip_bad",
+                        "--synthetic", "0.5", font)
+    assert result.returncode == 0, result.stderr
+    assert "Skipped 7 unreadable images (--skip_bad)" in result.stderr
+    assert os.path.isfile(f"{prefix}-0001.params")
+
+
+def test_a_folder_holding_an_image_twice_is_reported(digits, tmp_path, caplog):
+    folder = tmp_path / "twice"
+    shutil.copytree(digits, folder)
+    for name in os.listdir(digits):
+        shutil.copy(os.path.join(digits, name), folder / f"copy{name}")
+    args = lstm_ocr_train.parse_args(["--train_dir", str(folder), "--prefix", str(tmp_path / "ocr")])
+    with caplog.at_level("WARNING"):
+        plan = lstm_ocr_train.plan_folders(args)
+    assert len(plan.val) == 4 and "holds the same image twice" in caplog.text
+
+
+def test_a_fused_checkpoint_is_followed_or_converted(digits, tmp_path):
+    import mxnet as mx
+
+    import checkpoint
+    from lstm import initial_params, lstm_ocr
+
+    hp = Hyperparams(num_hidden=8, num_lstm_layer=1)
+    prefix = str(tmp_path / "fused")
+    checkpoint.save(prefix, 1, lstm_ocr(hp, "fused", "ctc"), initial_params(hp, "fused", mx.init.Xavier()), {}, hp)
+    for extra, network, names in (([], "fused", {"lstm_parameters"}),
+                                  (["--network", "unrolled"], "unrolled", {"l0_i2h_weight", "l0_h2h_bias"})):
+        args = lstm_ocr_train.parse_args(["--train_dir", digits, "--finetune", f"{prefix}:1",
+                                          "--prefix", str(tmp_path / "ocr"), *extra])
+        hp = lstm_ocr_train.hyperparameters.from_args(args)
+        start = lstm_ocr_train.load_start(args.finetune)
+        lstm_ocr_train.derive_hyperparams(args, hp, lstm_ocr_train.plan_folders(args), start)
+        assert args.network == network and (hp.num_hidden, hp.num_lstm_layer) == (8, 1)
+        arg_params, _ = lstm_ocr_train.fitted_params(start, args, hp)
+        assert names <= set(arg_params) and "pred_fc_weight" in arg_params  # same alphabet: pred_fc kept
