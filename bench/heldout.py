@@ -2,7 +2,7 @@
 set is written to a folder, then read by `lstm_ocr_infer.py DIR`.
 
     .venv/bin/python bench/heldout.py [--prefix pretrained/ocr --epoch N] [--count 500] [--seed 1001]
-        [--sets example,varied,wheezy] [--min_len 3 --max_len 4] [--keep DIR]
+        [--sets example,varied,wheezy] [--min_len 3 --max_len 4] [--keep DIR] [--ddddocr]
 
 - example: `captcha_generator.py --count N --seed S font/` (the example's look, every font of font/);
 - varied:  the same with `--style varied` (captcha_styles.py);
@@ -11,7 +11,8 @@ set is written to a folder, then read by `lstm_ocr_infer.py DIR`.
   of its example. A held-out check only, never training data: this project does not train on any
   other library's images. Needs `pip install -r requirements-bench.txt`.
 Texts are random digits of --min_len to --max_len, seeded; the wheezy set is seeded too (it draws
-with Python's `random`).
+with Python's `random`). With --ddddocr, ddddocr 1.6.1 (requirements-bench.txt) reads every set too,
+its plain `classification(image bytes)` as a user calls it, compared with the label exactly.
 """
 
 import argparse
@@ -58,6 +59,7 @@ def main() -> None:
     parser.add_argument("--max_len", type=int, default=4)
     parser.add_argument("--wheezy_font", default=WHEEZY_FONT)
     parser.add_argument("--keep", help="write the sets into this folder (kept) instead of a temporary one")
+    parser.add_argument("--ddddocr", action="store_true", help="also read every set with ddddocr")
     args = parser.parse_args()
     sets = args.sets.split(",")
     unknown = sorted(set(sets) - set(SETS))
@@ -81,6 +83,23 @@ def main() -> None:
             print(f"{name:10s} {lines[-1]}", flush=True)
             if name == "varied":
                 print_by_aspect(lines[:-1])
+            if args.ddddocr:
+                print(f"{name:10s} ddddocr {ddddocr_accuracy(folder)}", flush=True)
+
+
+def ddddocr_accuracy(folder: str) -> str:
+    """ddddocr's sequence accuracy on a folder of NNNN_DIGITS images."""
+    import ddddocr
+
+    from labelled_data import generated_label, is_image_name
+
+    ocr = ddddocr.DdddOcr(show_ad=False)
+    names = sorted(name for name in os.listdir(folder) if is_image_name(name))
+    right = 0
+    for name in names:
+        with open(os.path.join(folder, name), "rb") as file:
+            right += ocr.classification(file.read()) == generated_label(name)
+    return f"accuracy={right / len(names):.4f} images={len(names)}"
 
 
 def print_by_aspect(lines: list[str]) -> None:
