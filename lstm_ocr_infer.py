@@ -237,10 +237,11 @@ def labels_of(paths: list[str]) -> list[str | None]:
     labels = []
     for path in paths:
         folder = os.path.dirname(path)
-        if folder not in files:
+        if folder not in files:  # each folder's labels file is read once, its paths normalised once
             found = labelled_data.labels_file(folder or ".")
-            files[folder] = labelled_data.read_labels_file(found) if found else {}
-        by_file = {os.path.normpath(k): v for k, v in files[folder].items()}
+            read = labelled_data.read_labels_file(found) if found else {}
+            files[folder] = {os.path.normpath(name): text for name, text in read.items()}
+        by_file = files[folder]
         labels.append(by_file.get(os.path.normpath(path)) if by_file else labelled_data.generated_label(path))
     return labels
 
