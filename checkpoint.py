@@ -232,3 +232,14 @@ def load_hyperparams(prefix: str) -> Hyperparams:
         return hyperparameters.from_saved(saved)
     except InputError as error:
         raise CheckpointError(f"{path} is not a valid checkpoint meta file: it {error}") from None
+
+
+def load_with_hyperparams(prefix: str, epoch: int) -> tuple:
+    """(symbol, arg_params, aux_params, hp) of a checkpoint, or CheckpointError; the meta file's
+    alphabet must fit the classes of the params (a meta file from another run reads the wrong text)."""
+    symbol, arg_params, aux_params = load(prefix, epoch)
+    hp = load_hyperparams(prefix)
+    if "pred_fc_weight" in arg_params and arg_params["pred_fc_weight"].shape[0] != hp.num_classes:
+        raise CheckpointError(f"{meta_path(prefix)} has {len(hp.chars)} characters but {params_path(prefix, epoch)} "
+                              f"has {arg_params['pred_fc_weight'].shape[0] - 1}")
+    return symbol, arg_params, aux_params, hp

@@ -208,10 +208,9 @@ def main() -> None:
         network = onnx_export.export(args.prefix, args.epoch, args.out)
         print(f"{network} checkpoint {checkpoint.params_path(args.prefix, args.epoch)} exported as ONNX {args.out}")
         return
-    symbol, arg_params, aux_params = checkpoint.load(args.prefix, args.epoch)
+    symbol, arg_params, aux_params, hp = checkpoint.load_with_hyperparams(args.prefix, args.epoch)
     if network_of(arg_params) == "crnn":
         raise InputError(f"--to {args.to} converts a fused or unrolled checkpoint; this one is crnn")
-    hp = checkpoint.load_hyperparams(args.prefix)
     checkpoint.check_writable(args.out, [args.epoch])
     if same_file(f"{args.out}-symbol.json", f"{args.prefix}-symbol.json") or checkpoint.saved_epochs(args.out):
         raise InputError(f"--out {args.out} already holds a checkpoint; a conversion never writes over one "

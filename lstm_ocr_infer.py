@@ -45,12 +45,7 @@ def load_module(prefix: str, epoch: int, batch_size: int) -> tuple:
     import checkpoint
     from lstm import inference_symbol
 
-    symbol, arg_params, aux_params = checkpoint.load(prefix, epoch)
-    hp = checkpoint.load_hyperparams(prefix)
-    classes = arg_params["pred_fc_weight"].shape[0] if "pred_fc_weight" in arg_params else hp.num_classes
-    if classes != hp.num_classes:
-        raise checkpoint.CheckpointError(f"{checkpoint.meta_path(prefix)} has {len(hp.chars)} characters but "
-                                         f"{checkpoint.params_path(prefix, epoch)} has {classes - 1}")
+    symbol, arg_params, aux_params, hp = checkpoint.load_with_hyperparams(prefix, epoch)
     try:
         mod = mx.mod.Module(inference_symbol(symbol), data_names=["data"], label_names=None, context=mx.cpu())
         mod.bind(for_training=False, data_shapes=[("data", (batch_size, hp.image_width, hp.image_height))])

@@ -39,8 +39,8 @@ DMLC_ENV = ("DMLC_PS_ROOT_URI", "DMLC_PS_ROOT_PORT", "DMLC_NUM_SERVER", "DMLC_NU
 RANK_SEED_STRIDE = 1_000_003  # worker r of a distributed run generates data with --seed + r * this
 MAX_PROCESSES = 4 * (os.cpu_count() or 1)  # generator processes beyond this only thrash the machine
 MAX_DEVICES = 64  # --cpu / --gpu contexts
-MODEL_FIELDS = ("chars", "min_len", "max_len", "seq_length", "image_height", "num_hidden", "num_lstm_layer", "fit")
 STRUCTURE_FIELDS = ("seq_length", "image_height", "num_hidden", "num_lstm_layer", "fit")  # what a checkpoint fixes
+MODEL_FIELDS = TEXT_FIELDS + STRUCTURE_FIELDS  # what a resumed run must keep
 WARMUP_UPDATES = 50  # updates of linear warm-up before a cosine schedule (a fresh pred_fc settles)
 
 
@@ -242,12 +242,10 @@ def load_start(spec: str) -> Start:
     prefix, _, epoch = spec.rpartition(":")
     if not prefix or not epoch.isdigit() or int(epoch) < 1:
         raise InputError(f"--finetune takes PREFIX:EPOCH (for example pretrained/ocr:12), got {spec!r}")
-    _, arg_params, aux_params = checkpoint.load(prefix, int(epoch))
-    hp = checkpoint.load_hyperparams(prefix)
-    classes = arg_params["pred_fc_weight"].shape[0] if "pred_fc_weight" in arg_params else None
-    if classes != hp.num_classes:
-        raise checkpoint.CheckpointError(f"--finetune {spec}: {checkpoint.meta_path(prefix)} has {len(hp.chars)} "
-                                         f"characters but the params have {classes and classes - 1} classes")
+    _, arg_params, aux_params, hp = checkpoint.load_with_hyperparams(prefix, int(epoch))
+    if "pred_fc_weight" not in arg_params:
+        raise checkpoint.CheckpointError(f"--finetune {spec}: {checkpoint.params_path(prefix, int(epoch))} has no "
+                                         "pred_fc layer: not a network of this project")
     return Start(spec, network_of(arg_params), hp, arg_params, aux_params)
 
 

@@ -350,8 +350,7 @@ def metadata(hp: Hyperparams, network: str, steps: int) -> dict[str, str]:
 
 def export(prefix: str, epoch: int, out: str) -> str:
     """Write checkpoint `prefix`/`epoch` as the ONNX model `out`; returns the network's name."""
-    symbol, arg_params, aux_params = checkpoint.load(prefix, epoch)
-    hp = checkpoint.load_hyperparams(prefix)
+    symbol, arg_params, aux_params, hp = checkpoint.load_with_hyperparams(prefix, epoch)
     try:
         model = build(symbol, arg_params, aux_params, hp)
     except (mx.base.MXNetError, KeyError, ValueError) as error:

@@ -170,3 +170,12 @@ def test_unwritable_prefixes_fail_before_training(tmp_path):
         checkpoint.check_writable(str(tmp_path / "ocr"), [1])
     checkpoint.check_writable(str(tmp_path / "fine"), [1, 2])
     assert sorted(os.listdir(tmp_path)) == ["ocr-symbol.json"]  # the probes leave nothing behind
+
+
+def test_a_meta_file_whose_alphabet_does_not_fit_the_params_is_refused(saved):
+    prefix, hp, _ = saved
+    assert checkpoint.load_with_hyperparams(prefix, 2)[3] == hp
+    with open(checkpoint.meta_path(prefix), "w") as file:
+        json.dump({"chars": "abc", "min_len": 1, "max_len": 2}, file)
+    with pytest.raises(checkpoint.CheckpointError, match="ocr-meta.json has 3 characters but .*ocr-0002.params has 2"):
+        checkpoint.load_with_hyperparams(prefix, 2)
