@@ -54,11 +54,11 @@ def _inside(folder: str, name: str, path: str, line: int) -> str:
     relative = os.path.normpath(name)
     if os.path.isabs(name) or relative.startswith(os.pardir) or relative in (".", ""):
         raise InputError(f"{path} line {line} names {name!r}, which is not a file inside {folder}")
-    return os.path.join(folder, relative)
+    return os.path.normpath(os.path.join(folder, relative))
 
 
 def read_labels_file(path: str) -> dict[str, str]:
-    """{image path: text} from a labels file, each path checked to lie inside the file's folder."""
+    """{image path (normalised): text} from a labels file, each path checked to lie inside the file's folder."""
     size = os.path.getsize(path)
     if size > MAX_LABELS_BYTES:
         raise InputError(f"{path} is {size} bytes, over the limit of {MAX_LABELS_BYTES} for a labels file")

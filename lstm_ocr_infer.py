@@ -232,10 +232,9 @@ def labels_of(paths: list[str]) -> list[str | None]:
     labels = []
     for path in paths:
         folder = os.path.dirname(path)
-        if folder not in files:  # each folder's labels file is read once, its paths normalised once
+        if folder not in files:  # each folder's labels file is read once (its paths come normalised)
             found = labelled_data.labels_file(folder or ".")
-            read = labelled_data.read_labels_file(found) if found else {}
-            files[folder] = {os.path.normpath(name): text for name, text in read.items()}
+            files[folder] = labelled_data.read_labels_file(found) if found else {}
         by_file = files[folder]
         labels.append(by_file.get(os.path.normpath(path)) if by_file else labelled_data.generated_label(path))
     return labels
