@@ -190,16 +190,31 @@ def test_other_alphabets_print_their_characters(chars, classes, expected):
     assert format_text(to_text(classes, hp), hp) == expected
 
 
+def _shipped_model_accuracy(name: str, folder: str) -> float:
+    """The accuracy line of pretrained/NAME's last epoch on a folder of labelled captchas."""
+    prefix = os.path.join(ROOT, "pretrained", name)
+    epoch = checkpoint.saved_epochs(prefix)[-1]
+    result = run_script("lstm_ocr_infer.py", "--prefix", prefix, "--epoch", str(epoch), folder)
+    assert result.returncode == 0, result.stderr
+    return float(result.stdout.splitlines()[-1].split()[0].split("=")[1])
+
+
 def test_the_shipped_model_reads_fresh_captchas(tmp_path, font):
     """pretrained/ works on a fresh clone: its last epoch reads new captchas (it scores about 0.98-0.99)."""
-    epoch = checkpoint.saved_epochs(os.path.join(ROOT, "pretrained", "ocr"))[-1]
     folder = tmp_path / "set"
     assert run_script("captcha_generator.py", "--count", "60", font, str(folder)).returncode == 0
-    result = run_script("lstm_ocr_infer.py", "--prefix", os.path.join(ROOT, "pretrained", "ocr"), "--epoch",
-                        str(epoch), str(folder))
-    assert result.returncode == 0, result.stderr
-    accuracy = float(result.stdout.splitlines()[-1].split()[0].split("=")[1])
-    assert accuracy >= 0.9
+    assert _shipped_model_accuracy("ocr", str(folder)) >= 0.9
+
+
+def test_the_shipped_general_model_reads_the_varied_style(tmp_path, font):
+    """pretrained/general reads varied captchas of 3-6 digits in one font (about 0.6 of these 100, many of
+    which a person cannot read either); pretrained/ocr, which never saw the varied style, about 0.2."""
+    folder = tmp_path / "varied"
+    written = run_script("captcha_generator.py", "--style", "varied", "--seed", "3", "--count", "100",
+                         "--min_len", "3", "--max_len", "6", font, str(folder))
+    assert written.returncode == 0, written.stderr
+    assert _shipped_model_accuracy("general", str(folder)) >= 0.45
+    assert _shipped_model_accuracy("ocr", str(folder)) < 0.3
 
 
 def test_a_meta_file_that_does_not_fit_the_params_is_refused(model, sample, tmp_path):
