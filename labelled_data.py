@@ -174,7 +174,8 @@ def shared_files(train: list[str], val: list[str]) -> list[tuple[str, str]]:
         for candidate in candidates:
             if candidate not in digests:
                 digests[candidate] = _digest(candidate)
-        same = [c for c in candidates if digests[c] == _digest(path)]
+        digest = _digest(path)
+        same = [c for c in candidates if digests[c] == digest]
         if same:
             pairs.append((same[0], path))
     return pairs
