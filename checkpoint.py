@@ -47,10 +47,14 @@ def meta_path(prefix: str) -> str:
     return f"{prefix}-meta.json"
 
 
+def symbol_path(prefix: str) -> str:
+    return f"{prefix}-symbol.json"
+
+
 def save(prefix: str, epoch: int, symbol, arg_params: dict, aux_params: dict, hp: Hyperparams,
          save_states: Callable[[str], None] | None = None) -> None:
     """Write the symbol, hyperparameters, parameters and (if given) optimizer states of `epoch`."""
-    write_atomically(f"{prefix}-symbol.json", symbol.save)
+    write_atomically(symbol_path(prefix), symbol.save)
     write_atomically(meta_path(prefix), write_text(json.dumps(asdict(hp), indent=1)))
     if save_states is not None:
         write_atomically(states_path(prefix, epoch), save_states)
@@ -61,7 +65,7 @@ def save(prefix: str, epoch: int, symbol, arg_params: dict, aux_params: dict, hp
 
 def file_names(prefix: str, epochs: list[int]) -> list[str]:
     """Every file a run writes under `prefix` for these epochs (the curves, history and lock included)."""
-    return ([f"{prefix}-symbol.json", meta_path(prefix), f"{prefix}-history.json", f"{prefix}-curves.png",
+    return ([symbol_path(prefix), meta_path(prefix), f"{prefix}-history.json", f"{prefix}-curves.png",
              lock_path(prefix)] + [path for epoch in epochs for path in (params_path(prefix, epoch),
                                                                           states_path(prefix, epoch))])
 
@@ -200,7 +204,7 @@ def load(prefix: str, epoch: int) -> tuple:
         epochs = saved_epochs(prefix)
         found = f"saved epochs: {', '.join(map(str, epochs))}" if epochs else f"no checkpoint has prefix {prefix!r}"
         raise CheckpointError(f"no checkpoint {path} ({found})")
-    symbol_file = f"{prefix}-symbol.json"
+    symbol_file = symbol_path(prefix)
     if not os.path.isfile(symbol_file):
         raise CheckpointError(f"no symbol file {symbol_file} beside {path}")
     try:

@@ -202,8 +202,9 @@ def main() -> None:
     if args.to == "onnx":
         import onnx_export
 
-        if any(same_file(args.out, path) for path in (f"{args.prefix}-symbol.json", checkpoint.meta_path(args.prefix),
-                                                     checkpoint.params_path(args.prefix, args.epoch))):
+        own_files = (checkpoint.symbol_path(args.prefix), checkpoint.meta_path(args.prefix),
+                     checkpoint.params_path(args.prefix, args.epoch))
+        if any(same_file(args.out, path) for path in own_files):
             raise InputError(f"--out {args.out} is a file of the checkpoint itself; choose a new name")
         network = onnx_export.export(args.prefix, args.epoch, args.out)
         print(f"{network} checkpoint {checkpoint.params_path(args.prefix, args.epoch)} exported as ONNX {args.out}")
@@ -212,7 +213,8 @@ def main() -> None:
     if network_of(arg_params) == "crnn":
         raise InputError(f"--to {args.to} converts a fused or unrolled checkpoint; this one is crnn")
     checkpoint.check_writable(args.out, [args.epoch])
-    if same_file(f"{args.out}-symbol.json", f"{args.prefix}-symbol.json") or checkpoint.saved_epochs(args.out):
+    if (same_file(checkpoint.symbol_path(args.out), checkpoint.symbol_path(args.prefix))
+            or checkpoint.saved_epochs(args.out)):
         raise InputError(f"--out {args.out} already holds a checkpoint; a conversion never writes over one "
                          "(its input included): choose a new prefix")
     converted = convert_params(arg_params, hp, args.to)

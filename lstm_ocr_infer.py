@@ -52,7 +52,8 @@ def load_module(prefix: str, epoch: int, batch_size: int) -> tuple:
         mod.set_params(arg_params, aux_params, allow_missing=False)
     except (mx.base.MXNetError, KeyError, RuntimeError, ValueError) as error:
         raise checkpoint.CheckpointError(f"{checkpoint.params_path(prefix, epoch)} does not fit "
-                                         f"{prefix}-symbol.json: {checkpoint.mxnet_reason(error)}") from None
+                                         f"{checkpoint.symbol_path(prefix)}: "
+                                         f"{checkpoint.mxnet_reason(error)}") from None
     return mod, hp
 
 

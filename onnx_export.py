@@ -356,7 +356,8 @@ def export(prefix: str, epoch: int, out: str) -> str:
     except (mx.base.MXNetError, KeyError, ValueError) as error:
         if isinstance(error, InputError):
             raise
-        raise checkpoint.CheckpointError(f"{checkpoint.params_path(prefix, epoch)} does not fit {prefix}-symbol.json: "
+        raise checkpoint.CheckpointError(f"{checkpoint.params_path(prefix, epoch)} does not fit "
+                                         f"{checkpoint.symbol_path(prefix)}: "
                                          f"{checkpoint.mxnet_reason(error)}") from None
     write_atomically(out, lambda path: onnx.save_model(model, path))
     return network_name(arg_params)
