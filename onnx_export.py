@@ -31,6 +31,7 @@ from onnx import TensorProto, helper, numpy_helper
 import checkpoint
 from cli import InputError, write_atomically
 from hyperparameters import ONNX_FORMAT, Hyperparams
+from lstm import network_of
 
 OPSET = 17
 INPUT, OUTPUT = "data", "probabilities"
@@ -293,20 +294,13 @@ def _unrolled(values: dict, hp: Hyperparams, graph: _Graph) -> str:
                                graph.constant("pred_fc_bias", values["pred_fc_bias"])], "pred_fc", transB=1)
 
 
-def network_name(values: dict) -> str:
-    """The network a set of parameters belongs to (as lstm.network_of names it)."""
-    if "c0_conv_weight" in values:
-        return "crnn"
-    return "fused" if "lstm_parameters" in values else "unrolled"
-
-
 def build(symbol, arg_params: dict, aux_params: dict, hp: Hyperparams) -> onnx.ModelProto:
     """The ONNX model of a checkpoint's inference network, checked by onnx.checker."""
     values = {name: value.asnumpy() for name, value in {**arg_params, **aux_params}.items()}
     internals = symbol.get_internals()
     if "pred_fc_output" not in internals.list_outputs():
         raise InputError("the checkpoint's symbol has no pred_fc layer: not a network of this project")
-    network = network_name(values)
+    network = network_of(values)
     graph = _Graph()
     if network == "unrolled":
         logits = _unrolled(values, hp, graph)
@@ -315,16 +309,16 @@ def build(symbol, arg_params: dict, aux_params: dict, hp: Hyperparams) -> onnx.M
     probabilities = graph.node("Softmax", [logits], "softmax", axis=-1)
     # (T * N, classes), time-major as MXNet computes it, to (N, T, classes).
     steps = graph.node("Reshape", [probabilities, graph.constant("shape", np.array([-1, 0], np.int64))], "flat")
-    classes = hp.num_classes
-    steps = graph.node("Reshape", [steps, graph.constant("shape", np.array([_steps(symbol, hp), -1, classes],
-                                                                                np.int64))], "per_step")
+    classes, step_count = hp.num_classes, _steps(symbol, hp)
+    steps = graph.node("Reshape", [steps, graph.constant("shape", np.array([step_count, -1, classes], np.int64))],
+                       "per_step")
     graph.nodes.append(helper.make_node("Transpose", [steps], [OUTPUT], name=OUTPUT, perm=[1, 0, 2]))
     inputs = [helper.make_tensor_value_info(INPUT, TensorProto.FLOAT, ["batch", hp.image_width, hp.image_height])]
-    outputs = [helper.make_tensor_value_info(OUTPUT, TensorProto.FLOAT, ["batch", _steps(symbol, hp), classes])]
+    outputs = [helper.make_tensor_value_info(OUTPUT, TensorProto.FLOAT, ["batch", step_count, classes])]
     model = helper.make_model(helper.make_graph(graph.nodes, "lstm_ocr", inputs, outputs, graph.initializers),
                               opset_imports=[helper.make_opsetid("", OPSET)], producer_name="lstm_ocr")
     model.ir_version = min(model.ir_version, 9)  # readable by ONNX Runtime 1.16 and later
-    helper.set_model_props(model, metadata(hp, network, _steps(symbol, hp)))
+    helper.set_model_props(model, metadata(hp, network, step_count))
     onnx.checker.check_model(model, full_check=True)
     return model
 
@@ -360,4 +354,4 @@ def export(prefix: str, epoch: int, out: str) -> str:
                                          f"{checkpoint.symbol_path(prefix)}: "
                                          f"{checkpoint.mxnet_reason(error)}") from None
     write_atomically(out, lambda path: onnx.save_model(model, path))
-    return network_name(arg_params)
+    return network_of(arg_params)
