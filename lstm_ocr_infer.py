@@ -19,6 +19,7 @@ As a library:
     reading.text, reading.confidence, reading.chars
 """
 
+import argparse
 import json
 import os
 import stat
@@ -197,8 +198,8 @@ class Reader:
         return readings
 
     def _reading(self, decoded: Decoded) -> Reading:
-        chars = [self.hp.chars[c - 1] for c in decoded.classes]
-        return Reading("".join(chars), decoded.confidence, list(zip(chars, decoded.probabilities, strict=True)))
+        text = to_text(decoded.classes, self.hp)
+        return Reading(text, decoded.confidence, list(zip(text, decoded.probabilities, strict=True)))
 
 
 def to_text(classes: list[int], hp: Hyperparams) -> str:
@@ -241,11 +242,34 @@ def labels_of(paths: list[str]) -> list[str | None]:
     return labels
 
 
-def read_all(paths: list[str], prefix: str, epoch: int) -> tuple[list[str], Hyperparams]:
-    """The texts of the images at `paths`, read in batches, and the model's hyperparameters. Every
-    image is checked before any output, and kept only at the network's input size."""
-    reader = Reader(prefix, epoch)
-    return [reading.text for reading in reader.read_many(paths)], reader.hp
+def add_model_options(parser: ArgumentParser, onnx_help: str, min_confidence_help: str) -> None:
+    """The options that choose the model, --prefix/--epoch (a checkpoint, MXNet) or --onnx FILE (ONNX
+    Runtime), and --min_confidence; the two scripts that read (this one and lstm_ocr_serve.py) share them."""
+    parser.add_argument("--prefix", default=None, help=f"checkpoint prefix [default {DEFAULT_PREFIX}]")
+    parser.add_argument("--epoch", type=int, default=None, help=f"checkpoint epoch [default {DEFAULT_EPOCH}]")
+    parser.add_argument("--onnx", metavar="FILE", help=onnx_help)
+    parser.add_argument("--min_confidence", type=float, default=None, metavar="X", help=min_confidence_help)
+
+
+def check_model_options(args: argparse.Namespace) -> None:
+    """InputError for model options that do not go together or are out of range."""
+    if args.onnx is not None and (args.prefix is not None or args.epoch is not None):
+        raise InputError("give --onnx FILE or --prefix/--epoch, not both")
+    if args.min_confidence is not None and not 0 <= args.min_confidence <= 1:
+        raise InputError(f"--min_confidence must be between 0 and 1, got {args.min_confidence}")
+
+
+def model_name(args: argparse.Namespace) -> str:
+    """The model the options choose: the ONNX file, or `PREFIX epoch N`."""
+    return args.onnx or f"{args.prefix or DEFAULT_PREFIX} epoch {DEFAULT_EPOCH if args.epoch is None else args.epoch}"
+
+
+def open_reader(args: argparse.Namespace, batch_size: int = BATCH_SIZE, threads: int = 0) -> Reader:
+    """The Reader of the model the options choose (checked by check_model_options)."""
+    if args.onnx is not None:
+        return Reader.onnx(args.onnx, batch_size=batch_size, threads=threads)
+    return Reader(args.prefix or DEFAULT_PREFIX, DEFAULT_EPOCH if args.epoch is None else args.epoch,
+                  batch_size=batch_size)
 
 
 def _summary(texts: list[str], labels: list[str]) -> str:
@@ -257,24 +281,14 @@ def _summary(texts: list[str], labels: list[str]) -> str:
 def main() -> None:
     parser = ArgumentParser(description=__doc__)
     parser.add_argument("images", nargs="+", help="CAPTCHA image files, or folders of them")
-    parser.add_argument("--prefix", default=None, help=f"checkpoint prefix [default {DEFAULT_PREFIX}]")
-    parser.add_argument("--epoch", type=int, default=None, help=f"checkpoint epoch [default {DEFAULT_EPOCH}]")
-    parser.add_argument("--onnx", metavar="FILE", help="read with this ONNX model (lstm.py --to onnx) instead of a "
-                                                      "checkpoint; MXNet is not needed")
+    add_model_options(parser, "read with this ONNX model (lstm.py --to onnx) instead of a checkpoint; MXNet is "
+                              "not needed", "mark readings whose confidence is below X (0 to 1) as rejected")
     parser.add_argument("--json", action="store_true",
                         help='one JSON object per image: {"path", "text", "confidence", "chars"}')
-    parser.add_argument("--min_confidence", type=float, default=None, metavar="X",
-                        help="mark readings whose confidence is below X (0 to 1) as rejected")
     args = parser.parse_args()
-    if args.onnx is not None and (args.prefix is not None or args.epoch is not None):
-        raise InputError("give --onnx FILE or --prefix/--epoch, not both")
-    if args.min_confidence is not None and not 0 <= args.min_confidence <= 1:
-        raise InputError(f"--min_confidence must be between 0 and 1, got {args.min_confidence}")
+    check_model_options(args)
     paths = image_paths(args.images)
-    if args.onnx is not None:
-        reader = Reader.onnx(args.onnx)
-    else:
-        reader = Reader(args.prefix or DEFAULT_PREFIX, DEFAULT_EPOCH if args.epoch is None else args.epoch)
+    reader = open_reader(args)
     readings = reader.read_many(paths)
     hp = reader.hp
     rejected = [args.min_confidence is not None and r.confidence < args.min_confidence for r in readings]

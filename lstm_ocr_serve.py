@@ -39,7 +39,7 @@ from hyperparameters import (
     SERVE_MAX_FILES,
     SERVE_MAX_PIXELS,
 )
-from lstm_ocr_infer import DEFAULT_EPOCH, DEFAULT_PREFIX, Reader, Reading
+from lstm_ocr_infer import Reader, Reading, add_model_options, check_model_options, model_name, open_reader
 
 POLL_SECONDS = 0.1  # how often an idle kept-alive connection looks whether the server is draining
 MOST_BATCH = 1024
@@ -350,10 +350,8 @@ def serve(server: Server, stop: threading.Event) -> None:
 
 def main() -> None:
     parser = ArgumentParser(description=__doc__)
-    parser.add_argument("--prefix", default=None, help=f"checkpoint prefix [default {DEFAULT_PREFIX}]")
-    parser.add_argument("--epoch", type=int, default=None, help=f"checkpoint epoch [default {DEFAULT_EPOCH}]")
-    parser.add_argument("--onnx", metavar="FILE", help="serve this ONNX model (lstm.py --to onnx) with ONNX Runtime; "
-                                                      "MXNet is not needed")
+    add_model_options(parser, "serve this ONNX model (lstm.py --to onnx) with ONNX Runtime; MXNet is not needed",
+                      'add "rejected": true to readings whose confidence is below X')
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on [default 127.0.0.1]")
     parser.add_argument("--port", type=int, default=8000, help="port [default 8000; 0: any free port]")
     parser.add_argument("--max_batch", type=int, default=64, help="images per forward pass at most [default 64; "
@@ -364,28 +362,19 @@ def main() -> None:
                         help=f"largest request body in bytes [default {SERVE_MAX_BODY_BYTES}]")
     parser.add_argument("--max_pixels", type=int, default=SERVE_MAX_PIXELS,
                         help=f"largest image, width x height [default {SERVE_MAX_PIXELS}]")
-    parser.add_argument("--min_confidence", type=float, default=None, metavar="X",
-                        help='add "rejected": true to readings whose confidence is below X')
     parser.add_argument("--threads", type=int, default=0, help="ONNX Runtime's threads [default 0: its choice]")
     parser.add_argument("--access_log", action="store_true", help="log every request on stderr")
     args = parser.parse_args()
-    if args.onnx is not None and (args.prefix is not None or args.epoch is not None):
-        raise InputError("give --onnx FILE or --prefix/--epoch, not both")
+    check_model_options(args)
     check_count("max_batch", args.max_batch, MOST_BATCH)
     if not 0 <= args.max_wait_ms <= 1000:
         raise InputError(f"--max_wait_ms must be between 0 and 1000, got {args.max_wait_ms}")
     if args.max_body < 1 or args.max_pixels < 1 or not 0 <= args.port <= 65535 or args.threads < 0:
         raise InputError("--max_body and --max_pixels must be positive, --port 0 to 65535, --threads 0 or more")
-    if args.min_confidence is not None and not 0 <= args.min_confidence <= 1:
-        raise InputError(f"--min_confidence must be between 0 and 1, got {args.min_confidence}")
     stop = threading.Event()  # SIGTERM and Ctrl-C drain the server (not cli.stop_on_signals' exception)
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    if args.onnx is not None:
-        reader = Reader.onnx(args.onnx, batch_size=args.max_batch, threads=args.threads)
-    else:
-        reader = Reader(args.prefix or DEFAULT_PREFIX, DEFAULT_EPOCH if args.epoch is None else args.epoch,
-                        batch_size=args.max_batch)
+    reader = open_reader(args, batch_size=args.max_batch, threads=args.threads)
     reader.read_inputs(np.zeros((1, reader.hp.image_width, reader.hp.image_height), np.uint8))  # warm up
     batcher = Batcher(reader, args.max_batch, args.max_wait_ms)
     try:
@@ -395,8 +384,7 @@ def main() -> None:
         batcher.stop()
         raise InputError(f"cannot listen on {args.host}:{args.port}: {error.strerror or error}") from None
     host, port = server.server_address[:2]
-    model = args.onnx or f"{args.prefix or DEFAULT_PREFIX} epoch {DEFAULT_EPOCH if args.epoch is None else args.epoch}"
-    print(f"Serving {model} on http://{host}:{port} (POST /read, GET /health; "
+    print(f"Serving {model_name(args)} on http://{host}:{port} (POST /read, GET /health; "
           f"batches of up to {args.max_batch}, waiting up to {args.max_wait_ms:g} ms)", flush=True)
     serve(server, stop)
     print(f"Stopped after reading {batcher.images} images in {batcher.batches} batches", file=sys.stderr, flush=True)
