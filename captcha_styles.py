@@ -226,7 +226,8 @@ class VariedCaptcha:
         return (first + (second - first) * t[..., None]).astype(np.float32)
 
     def noise(self, image: Image.Image, text_color: tuple, box: tuple[int, int, int, int]) -> None:
-        """Strike lines, arcs, curves and dots drawn over the image, in the text's or other colours."""
+        """Strike lines, arcs, curves and dots drawn over the image, in the text's or other colours;
+        `box` is the text's (left, top, right, bottom)."""
         rng = self.rng
         draw = ImageDraw.Draw(image)
         width, height = image.size
@@ -252,6 +253,12 @@ class VariedCaptcha:
                                                                          + rng.uniform(0, 6.3))
             draw.line(list(zip(xs.tolist(), ys.tolist(), strict=True)), fill=color(),
                       width=int(rng.integers(1, thick + 2)))
+        if rng.random() < 0.3:  # a smooth curve through the text, as wide as its strokes, in its colour
+            stroke = max(1, round((bottom - top) * rng.uniform(0.06, 0.14)))
+            knots = rng.uniform(top, bottom, (1, int(rng.integers(3, 7)))).astype(np.float32)
+            ys = cv2.resize(knots, (24, 1), interpolation=cv2.INTER_CUBIC)[0]
+            xs = np.linspace(rng.uniform(0, left + 1), rng.uniform(right - 1, width), 24)
+            draw.line(list(zip(xs.tolist(), ys.tolist(), strict=True)), fill=text_color, width=stroke, joint="curve")
         if rng.random() < 0.5:  # dots
             radius = rng.uniform(0.5, max(1.0, height / 30))
             dots = int(rng.integers(5, 10 + width * height / (100 * max(1.0, radius) ** 2)))
@@ -306,7 +313,7 @@ class VariedCaptcha:
             image = image.filter(ImageFilter.SMOOTH)
         if rng.random() < 0.3:
             buffer = io.BytesIO()
-            image.save(buffer, format="JPEG", quality=int(rng.integers(8, 60)))
+            image.save(buffer, format="JPEG", quality=int(rng.integers(15, 60)))
             image = Image.open(io.BytesIO(buffer.getvalue())).convert("RGB")
         if rng.random() < VARIED_INVERT_SHARE:
             image = Image.fromarray(255 - np.asarray(image), "RGB")

@@ -8,13 +8,16 @@ from cli import InputError
 DIGITS = "0123456789"
 BLANK = 0  # CTC blank class; character i of the alphabet is class i + 1
 RENDER_SCALE = 2  # captchas are drawn at twice the network's image size, then shrunk
+# The crnn's convolutional front end: (channels, (height, width) pooling) per block, of which a
+# model uses the first --crnn_blocks. The width pooling multiplies to 4 image columns per output step.
+CRNN_BLOCKS = ((32, (2, 2)), (64, (2, 2)), (128, (2, 1)))
 # Captcha styles (`--style`): the example's look (the captcha package's), or the varied family of
 # captcha_styles.py: image sizes from VARIED_MIN_SIZE to VARIED_MAX_SIZE (width, height), a share of
 # images in the example's look, a share inverted (light text on dark).
 STYLES = ("example", "varied")
 VARIED_MIN_SIZE = (50, 20)
 VARIED_MAX_SIZE = (300, 100)
-VARIED_EXAMPLE_SHARE = 0.25
+VARIED_EXAMPLE_SHARE = 0.35
 VARIED_INVERT_SHARE = 0.15
 TEXT_FIELDS = ("chars", "min_len", "max_len")  # which texts a model reads; the generator's options too
 ALIASES = {"max_len": ["--num_label"]}  # the example's name for the label length
@@ -78,6 +81,7 @@ class Hyperparams:
     image_height: int = 30
     num_hidden: int = 100
     num_lstm_layer: int = 2
+    crnn_blocks: int = 2
     min_len: int = 3
     max_len: int = 4
     chars: str = DIGITS
@@ -111,6 +115,8 @@ class Hyperparams:
                 raise InputError(f"--{field.name} must not be negative, got {value}")
             if field.type in (int, float) and value <= 0 and field.name not in NON_NEGATIVE:
                 raise InputError(f"--{field.name} must be positive, got {value}")
+        if self.crnn_blocks > len(CRNN_BLOCKS):
+            raise InputError(f"--crnn_blocks must be at most {len(CRNN_BLOCKS)}, got {self.crnn_blocks}")
         if self.min_len > self.max_len:
             raise InputError(f"--min_len {self.min_len} exceeds --max_len {self.max_len}")
         if 2 * self.max_len + 1 > self.seq_length:

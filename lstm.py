@@ -12,7 +12,7 @@ import mxnet as mx
 import numpy as np
 
 import warpctc  # noqa: F401  (registers the WarpCTC-compatible custom op)
-from hyperparameters import Hyperparams
+from hyperparameters import CRNN_BLOCKS, Hyperparams
 
 os.environ.setdefault("MXNET_SUBGRAPH_VERBOSE", "0")  # no "Subgraph backend MKLDNN is activated" per bind
 NETWORKS = ("fused", "unrolled", "crnn")
@@ -22,8 +22,7 @@ FUSED_PARAMS = "lstm_parameters"
 # output); the fused op's are (input, forget, transform, output). Swapping blocks 1 and 2 maps
 # either order to the other.
 UNROLLED_TO_FUSED_GATES = (0, 2, 1, 3)
-CRNN_BLOCKS = ((32, (2, 2)), (64, (2, 2)))  # (channels, (height, width) pooling) per conv block
-CRNN_STRIDE = 4  # image columns per output step: the product of the blocks' width pooling
+CRNN_STRIDE = 4  # image columns per output step: the product of the CRNN_BLOCKS' width pooling
 
 
 def _lstm_step(hp: Hyperparams, x, prev_c, prev_h, weights: dict) -> tuple:
@@ -77,7 +76,7 @@ def _crnn_features(hp: Hyperparams, data):
     """A small convolutional front end (width / CRNN_STRIDE steps) and a bidirectional fused LSTM."""
     image = mx.sym.expand_dims(mx.sym.transpose(data, axes=(0, 2, 1)), axis=1)  # (N, 1, height, width)
     features = image
-    for i, (channels, pool) in enumerate(CRNN_BLOCKS):
+    for i, (channels, pool) in enumerate(CRNN_BLOCKS[:hp.crnn_blocks]):
         features = _conv_block(features, channels, pool, f"c{i}")
     steps = mx.sym.transpose(features, axes=(3, 0, 1, 2))  # (T, N, channels, height)
     zeros = mx.sym.zeros(shape=(2 * hp.num_lstm_layer, 0, hp.num_hidden))

@@ -39,7 +39,8 @@ DMLC_ENV = ("DMLC_PS_ROOT_URI", "DMLC_PS_ROOT_PORT", "DMLC_NUM_SERVER", "DMLC_NU
 RANK_SEED_STRIDE = 1_000_003  # worker r of a distributed run generates data with --seed + r * this
 MAX_PROCESSES = 4 * (os.cpu_count() or 1)  # generator processes beyond this only thrash the machine
 MAX_DEVICES = 64  # --cpu / --gpu contexts
-STRUCTURE_FIELDS = ("seq_length", "image_height", "num_hidden", "num_lstm_layer", "fit")  # what a checkpoint fixes
+# what a checkpoint fixes
+STRUCTURE_FIELDS = ("seq_length", "image_height", "num_hidden", "num_lstm_layer", "crnn_blocks", "fit")
 MODEL_FIELDS = TEXT_FIELDS + STRUCTURE_FIELDS  # what a resumed run must keep
 WARMUP_UPDATES = 50  # updates of linear warm-up before a cosine schedule (a fresh pred_fc settles)
 
@@ -328,6 +329,7 @@ def fitted_params(start: Start, args: argparse.Namespace, hp: Hyperparams) -> tu
     if problems:
         raise InputError(f"checkpoint {start.name} does not fit the network of these options (--network "
                          f"{args.network}, --num_hidden {hp.num_hidden}, --num_lstm_layer {hp.num_lstm_layer}, "
+                         f"--crnn_blocks {hp.crnn_blocks}, "
                          f"--image_height {hp.image_height}): {problems[0]}")
     return arg_params, dict(start.aux_params)
 
