@@ -217,3 +217,25 @@ def test_a_fused_checkpoint_is_followed_or_converted(digits, tmp_path):
         assert args.network == network and (hp.num_hidden, hp.num_lstm_layer) == (8, 1)
         arg_params, _ = lstm_ocr_train.fitted_params(start, args, hp)
         assert names <= set(arg_params) and "pred_fc_weight" in arg_params  # same alphabet: pred_fc kept
+
+
+def test_a_crnn_checkpoint_fixes_its_conv_blocks(digits, tmp_path):
+    import mxnet as mx
+
+    import checkpoint
+    from lstm import initial_params, lstm_ocr
+
+    hp = Hyperparams(num_hidden=8, num_lstm_layer=1, crnn_blocks=3, fit="pad")
+    prefix = str(tmp_path / "crnn")
+    checkpoint.save(prefix, 1, lstm_ocr(hp, "crnn", "ctc"), initial_params(hp, "crnn", mx.init.Xavier()), {}, hp)
+    base = ["--train_dir", digits, "--finetune", f"{prefix}:1", "--prefix", str(tmp_path / "ocr")]
+    for extra, fits in (([], True), (["--crnn_blocks", "2"], False)):
+        args = lstm_ocr_train.parse_args(base + extra)
+        hp = lstm_ocr_train.hyperparameters.from_args(args)
+        start = lstm_ocr_train.load_start(args.finetune)
+        lstm_ocr_train.derive_hyperparams(args, hp, lstm_ocr_train.plan_folders(args), start)
+        if fits:
+            assert hp.crnn_blocks == 3 and "c2_conv_weight" in lstm_ocr_train.fitted_params(start, args, hp)[0]
+        else:
+            with pytest.raises(InputError, match="--crnn_blocks 2.*it has c2_conv_weight"):
+                lstm_ocr_train.fitted_params(start, args, hp)
