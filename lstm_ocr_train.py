@@ -125,6 +125,11 @@ def check_args(args: argparse.Namespace, hp: Hyperparams) -> None:
     if args.gpu > MAX_DEVICES:
         raise InputError(f"--gpu must be at most {MAX_DEVICES}, got {args.gpu}")
     hp.validate()
+    if "crnn_blocks" in args.given and args.network != "crnn":
+        raise InputError(f"--crnn_blocks sizes the crnn's convolutional front end; --network {args.network} has none")
+    if args.network == "crnn" and hp.image_height < 2 ** hp.crnn_blocks:
+        raise InputError(f"--image_height {hp.image_height} is too low for --crnn_blocks {hp.crnn_blocks}: "
+                         f"each block halves it, so it needs at least {2 ** hp.crnn_blocks} rows")
     steps = output_steps(hp, args.network)
     if 2 * hp.max_len + 1 > steps:
         raise InputError(f"--network {args.network} reads {steps} steps of a {hp.seq_length}-column image, "

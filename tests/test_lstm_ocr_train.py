@@ -62,6 +62,16 @@ def test_a_crnn_refuses_more_characters_than_its_steps_can_hold(font):
     check_args(parse_args(["--network", "crnn", "--max_len", "9", font]), Hyperparams(max_len=9))
 
 
+def test_conv_blocks_go_with_a_crnn_tall_enough_for_them(font):
+    with pytest.raises(InputError, match="--crnn_blocks sizes the crnn's .* --network fused has none"):
+        check_args(parse_args(["--crnn_blocks", "3", font]), Hyperparams(crnn_blocks=3))
+    with pytest.raises(InputError, match="--image_height 7 is too low for --crnn_blocks 3: .* at least 8 rows"):
+        check_args(parse_args(["--network", "crnn", "--crnn_blocks", "3", font]), Hyperparams(crnn_blocks=3,
+                                                                                            image_height=7))
+    check_args(parse_args(["--network", "crnn", "--crnn_blocks", "3", font]), Hyperparams(crnn_blocks=3,
+                                                                                        image_height=8))
+
+
 def test_speed_lines_use_the_examples_format(font, tmp_path):
     args = ["--num_epoch", "1", "--train_epoch_size", "1632", "--eval_epoch_size", "32", "--batch_size", "32",
             "--num_hidden", "16", "--pool_size", "128", "--num_proc", "1", "--prefix", str(tmp_path / "ocr"), font]
