@@ -207,14 +207,15 @@ def test_the_shipped_model_reads_fresh_captchas(tmp_path, font):
 
 
 def test_the_shipped_general_model_reads_the_varied_style(tmp_path, font):
-    """pretrained/general reads varied captchas of 3-6 digits in one font (about 0.6 of these 100, many of
-    which a person cannot read either); pretrained/ocr, which never saw the varied style, about 0.2."""
+    """pretrained/general reads varied captchas of 3-6 digits in one font (0.80 of these 100, some of which
+    a person cannot read either); pretrained/ocr, which never saw the varied style, 0.31 (mostly the
+    third of them in the example's look)."""
     folder = tmp_path / "varied"
     written = run_script("captcha_generator.py", "--style", "varied", "--seed", "3", "--count", "100",
                          "--min_len", "3", "--max_len", "6", font, str(folder))
     assert written.returncode == 0, written.stderr
-    assert _shipped_model_accuracy("general", str(folder)) >= 0.45
-    assert _shipped_model_accuracy("ocr", str(folder)) < 0.3
+    assert _shipped_model_accuracy("general", str(folder)) >= 0.65
+    assert _shipped_model_accuracy("ocr", str(folder)) < 0.45
 
 
 def test_a_meta_file_that_does_not_fit_the_params_is_refused(model, sample, tmp_path):
