@@ -227,7 +227,10 @@ def test_a_crnn_checkpoint_fixes_its_conv_blocks(digits, tmp_path):
 
     hp = Hyperparams(num_hidden=8, num_lstm_layer=1, crnn_blocks=3, fit="pad")
     prefix = str(tmp_path / "crnn")
-    checkpoint.save(prefix, 1, lstm_ocr(hp, "crnn", "ctc"), initial_params(hp, "crnn", mx.init.Xavier()), {}, hp)
+    symbol = lstm_ocr(hp, "crnn", "ctc")
+    _, _, aux_shapes = symbol.infer_shape(data=(1, hp.image_width, hp.image_height), label=(1, hp.num_label))
+    aux = {name: mx.nd.ones(shape) for name, shape in zip(symbol.list_auxiliary_states(), aux_shapes, strict=True)}
+    checkpoint.save(prefix, 1, symbol, initial_params(hp, "crnn", mx.init.Xavier()), aux, hp)
     base = ["--train_dir", digits, "--finetune", f"{prefix}:1", "--prefix", str(tmp_path / "ocr")]
     for extra, fits in (([], True), (["--crnn_blocks", "2"], False)):
         args = lstm_ocr_train.parse_args(base + extra)
