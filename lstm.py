@@ -6,6 +6,7 @@ step and layer) and `fused` (one `mx.sym.RNN` op, MKL-DNN on CPU, cuDNN on GPU).
 `convert_params` turns the weights of one into the other's.
 """
 
+import math
 import os
 
 import mxnet as mx
@@ -22,7 +23,6 @@ FUSED_PARAMS = "lstm_parameters"
 # output); the fused op's are (input, forget, transform, output). Swapping blocks 1 and 2 maps
 # either order to the other.
 UNROLLED_TO_FUSED_GATES = (0, 2, 1, 3)
-CRNN_STRIDE = 4  # image columns per output step: the product of the CRNN_BLOCKS' width pooling
 
 
 def _lstm_step(hp: Hyperparams, x, prev_c, prev_h, weights: dict) -> tuple:
@@ -73,7 +73,7 @@ def _conv_block(data, channels: int, pool: tuple, name: str):
 
 
 def _crnn_features(hp: Hyperparams, data):
-    """A small convolutional front end (width / CRNN_STRIDE steps) and a bidirectional fused LSTM."""
+    """A small convolutional front end (width / crnn_pooling's width steps) and a bidirectional fused LSTM."""
     image = mx.sym.expand_dims(mx.sym.transpose(data, axes=(0, 2, 1)), axis=1)  # (N, 1, height, width)
     features = image
     for i, (channels, pool) in enumerate(CRNN_BLOCKS[:hp.crnn_blocks]):
@@ -86,9 +86,15 @@ def _crnn_features(hp: Hyperparams, data):
     return mx.sym.reshape(hidden, shape=(-3, -2))
 
 
+def crnn_pooling(hp: Hyperparams) -> tuple[int, int]:
+    """How many image rows and columns the crnn's conv blocks pool into one: the product of their pooling."""
+    pools = [pool for _, pool in CRNN_BLOCKS[:hp.crnn_blocks]]
+    return math.prod(rows for rows, _ in pools), math.prod(columns for _, columns in pools)
+
+
 def output_steps(hp: Hyperparams, network: str) -> int:
     """Time steps of the network's output sequence."""
-    return hp.seq_length // CRNN_STRIDE if network == "crnn" else hp.seq_length
+    return hp.seq_length // crnn_pooling(hp)[1] if network == "crnn" else hp.seq_length
 
 
 def _add_loss(hp: Hyperparams, pred, loss: str, steps: int):

@@ -28,7 +28,7 @@ from captcha_generator import encode_label, find_fonts
 from cli import ArgumentParser, InputError, Interrupted, check_count, exit_with, run_main, stop_on_signals
 from hyperparameters import RECIPES, STYLES, TEXT_FIELDS, Hyperparams
 from images import to_float
-from lstm import LOSSES, NETWORKS, convert_params, initial_params, lstm_ocr, network_of, output_steps
+from lstm import LOSSES, NETWORKS, convert_params, crnn_pooling, initial_params, lstm_ocr, network_of, output_steps
 from multiproc_data import FolderSource, MPData, WorkerDied
 from ocr_iter import OCRIter, data_descs, fixed_iter
 
@@ -127,9 +127,9 @@ def check_args(args: argparse.Namespace, hp: Hyperparams) -> None:
     hp.validate()
     if "crnn_blocks" in args.given and args.network != "crnn":
         raise InputError(f"--crnn_blocks sizes the crnn's convolutional front end; --network {args.network} has none")
-    if args.network == "crnn" and hp.image_height < 2 ** hp.crnn_blocks:
+    if args.network == "crnn" and hp.image_height < crnn_pooling(hp)[0]:
         raise InputError(f"--image_height {hp.image_height} is too low for --crnn_blocks {hp.crnn_blocks}: "
-                         f"each block halves it, so it needs at least {2 ** hp.crnn_blocks} rows")
+                         f"each block halves it, so it needs at least {crnn_pooling(hp)[0]} rows")
     steps = output_steps(hp, args.network)
     if 2 * hp.max_len + 1 > steps:
         raise InputError(f"--network {args.network} reads {steps} steps of a {hp.seq_length}-column image, "
