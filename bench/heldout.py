@@ -18,22 +18,16 @@ its plain `classification(image bytes)` as a user calls it, compared with the la
 import argparse
 import os
 import random
-import subprocess
 import sys
 import tempfile
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
+from readers import ddddocr_accuracy, run  # also puts the repository root on sys.path
 
-import checkpoint  # noqa: E402
+import checkpoint
 
 SETS = ("example", "varied", "wheezy")
 WHEEZY_FONT = "font/LiberationMono-Bold.ttf"
 ASPECT_EDGES = (2.0, 3.0, 4.0)  # the varied set's accuracy is also printed by width / height below these
-
-
-def run(*args: str) -> str:
-    return subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, check=True).stdout
 
 
 def write_wheezy(folder: str, count: int, seed: int, min_len: int, max_len: int, font: str) -> None:
@@ -84,22 +78,8 @@ def main() -> None:
             if name == "varied":
                 print_by_aspect(lines[:-1])
             if args.ddddocr:
-                print(f"{name:10s} ddddocr {ddddocr_accuracy(folder)}", flush=True)
-
-
-def ddddocr_accuracy(folder: str) -> str:
-    """ddddocr's sequence accuracy on a folder of NNNN_DIGITS images."""
-    import ddddocr
-
-    from labelled_data import generated_label, is_image_name
-
-    ocr = ddddocr.DdddOcr(show_ad=False)
-    names = sorted(name for name in os.listdir(folder) if is_image_name(name))
-    right = 0
-    for name in names:
-        with open(os.path.join(folder, name), "rb") as file:
-            right += ocr.classification(file.read()) == generated_label(name)
-    return f"accuracy={right / len(names):.4f} images={len(names)}"
+                accuracy, images = ddddocr_accuracy(folder)
+                print(f"{name:10s} ddddocr accuracy={accuracy:.4f} images={images}", flush=True)
 
 
 def print_by_aspect(lines: list[str]) -> None:

@@ -1,0 +1,30 @@
+"""What the accuracy benches share: running this project's scripts as a user does, and ddddocr's
+reading of a folder of labelled captchas (NNNN_DIGITS.png, as `captcha_generator.py` names them)."""
+
+import os
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from labelled_data import generated_label, is_image_name  # noqa: E402
+
+
+def run(*args: str) -> str:
+    """The standard output of `python SCRIPT ARGS...` run from the repository root (raises on failure)."""
+    return subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+
+
+def ddddocr_accuracy(folder: str) -> tuple[float, int]:
+    """ddddocr's sequence accuracy on a folder of labelled captchas, and how many it read: its plain
+    `classification(image bytes)`, as a user calls it, compared with the label exactly."""
+    import ddddocr  # bench-only (requirements-bench.txt)
+
+    ocr = ddddocr.DdddOcr(show_ad=False)
+    names = sorted(name for name in os.listdir(folder) if is_image_name(name))
+    right = 0
+    for name in names:
+        with open(os.path.join(folder, name), "rb") as file:
+            right += ocr.classification(file.read()) == generated_label(name)
+    return right / len(names), len(names)
