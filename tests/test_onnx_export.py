@@ -63,18 +63,34 @@ def _export(prefix: str, epoch: int, out: str) -> None:
     assert result.stdout.endswith(f"exported as ONNX {out}\n")
 
 
+def _decisive(probabilities: np.ndarray) -> np.ndarray:
+    """Per image and step (of batch x steps x classes): whether the most probable class leads the next by
+    more than 2 * TOLERANCE, so that outputs within TOLERANCE of these must pick the same class there.
+    (An untrained model's near-ties would otherwise flip with the last bits of the arithmetic.)"""
+    best_two = np.sort(probabilities, axis=-1)[..., -2:]
+    return best_two[..., 1] - best_two[..., 0] > 2 * TOLERANCE
+
+
 def _same_readings(prefix: str, epoch: int, out: str, captchas: np.ndarray) -> None:
     mxnet_reader, onnx_reader = Reader(prefix, epoch), Reader.onnx(out)
     inputs = captchas.astype(np.float32) / 255
-    largest = 0.0
+    largest, decisive = 0.0, []
     for start in range(0, len(inputs), 250):
         batch = inputs[start:start + 250]
         expected, found = mxnet_reader.model.probabilities(batch), onnx_reader.model.probabilities(batch)
         assert found.shape == expected.shape
         largest = max(largest, float(np.abs(found - expected).max()))
+        steps = _decisive(expected)
+        assert (found.argmax(-1) == expected.argmax(-1))[steps].all()  # the same best path, step by step
+        decisive.append(steps)
     assert largest <= TOLERANCE, largest
+    steps = np.concatenate(decisive)
+    assert steps.mean() > 0.8, steps.mean()  # the paths compared are most steps (untrained: 0.91-1.0)
     expected_texts = [r.text for r in mxnet_reader.read_inputs(captchas)]
-    assert [r.text for r in onnx_reader.read_inputs(captchas)] == expected_texts
+    found_texts = [r.text for r in onnx_reader.read_inputs(captchas)]
+    whole = steps.all(axis=1)  # and where every step decides, the very same text
+    assert [t for t, keep in zip(found_texts, whole, strict=True) if keep] == \
+        [t for t, keep in zip(expected_texts, whole, strict=True) if keep]
     assert len(set(expected_texts)) > 1  # the comparison says something: the readings differ between images
 
 
