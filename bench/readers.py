@@ -1,5 +1,6 @@
 """What the accuracy benches share: running this project's scripts as a user does, and ddddocr's
-reading of a folder of labelled captchas (NNNN_DIGITS.png, as `captcha_generator.py` names them)."""
+reading of a folder of labelled captchas (NNNN_DIGITS.png or .jpg, as captcha_generator.py and
+heldout.py write them)."""
 
 import os
 import subprocess
