@@ -5,7 +5,7 @@
         [--keep DIR] [--ddddocr]
 
 The example's noise is not seeded (the captcha package draws it with `secrets`): `--keep DIR` writes
-each font's set once and reuses it, so that every model reads the very same files.
+each font's set once (DIR/FONT-nCOUNT-seedSEED) and reuses it, so that every model reads the very same files.
 """
 
 import argparse
@@ -16,7 +16,7 @@ import sys
 import tempfile
 from contextlib import nullcontext
 
-from readers import ddddocr_accuracy, run  # also puts the repository root on sys.path
+from readers import ddddocr_accuracy, kept_set, run  # also puts the repository root on sys.path
 
 import checkpoint
 
@@ -47,7 +47,7 @@ def main() -> None:
         os.makedirs(folder, exist_ok=True)
         for font in sorted(glob.glob(os.path.join(args.fonts, "*.ttf"))):
             name = os.path.basename(font)
-            images = os.path.join(folder, name)
+            images = kept_set(folder, name, n=args.count, seed=args.seed)
             if not os.path.isdir(images):
                 run("captcha_generator.py", "--count", str(args.count), "--seed", str(args.seed), font, images)
             last = run("lstm_ocr_infer.py", "--prefix", args.prefix, "--epoch", str(epoch), images).splitlines()[-1]

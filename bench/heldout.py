@@ -21,7 +21,7 @@ import random
 import sys
 import tempfile
 
-from readers import ddddocr_accuracy, run  # also puts the repository root on sys.path
+from readers import ddddocr_accuracy, kept_set, run  # also puts the repository root on sys.path
 
 import checkpoint
 
@@ -52,7 +52,8 @@ def main() -> None:
     parser.add_argument("--min_len", type=int, default=3)
     parser.add_argument("--max_len", type=int, default=4)
     parser.add_argument("--wheezy_font", default=WHEEZY_FONT)
-    parser.add_argument("--keep", help="write the sets into this folder (kept) instead of a temporary one")
+    parser.add_argument("--keep", help="write the sets into this folder, kept (DIR/SET-nCOUNT-seedSEED-lenMIN-MAX, "
+                        "wheezy's -fontFONT too: reused by a run of the same settings), not a temporary one")
     parser.add_argument("--ddddocr", action="store_true", help="also read every set with ddddocr")
     args = parser.parse_args()
     sets = args.sets.split(",")
@@ -66,7 +67,8 @@ def main() -> None:
         base = args.keep or temporary
         os.makedirs(base, exist_ok=True)
         for name in sets:
-            folder = os.path.join(base, name)
+            font = {"font": os.path.basename(args.wheezy_font)} if name == "wheezy" else {}
+            folder = kept_set(base, name, n=args.count, seed=args.seed, len=f"{args.min_len}-{args.max_len}", **font)
             if not os.path.isdir(folder):
                 if name == "wheezy":
                     write_wheezy(folder, args.count, args.seed, args.min_len, args.max_len, args.wheezy_font)

@@ -1,6 +1,6 @@
-"""What the accuracy benches share: running this project's scripts as a user does, and ddddocr's
-reading of a folder of labelled captchas (NNNN_DIGITS.png or .jpg, as captcha_generator.py and
-heldout.py write them)."""
+"""What the accuracy benches share: running this project's scripts as a user does, the folder a
+kept held-out set lives in, and ddddocr's reading of a folder of labelled captchas (NNNN_DIGITS.png
+or .jpg, as captcha_generator.py and heldout.py write them)."""
 
 import os
 import subprocess
@@ -15,6 +15,12 @@ from labelled_data import generated_label, is_image_name  # noqa: E402
 def run(*args: str) -> str:
     """The standard output of `python SCRIPT ARGS...` run from the repository root (raises on failure)."""
     return subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+
+
+def kept_set(base: str, name: str, **drawn_with: object) -> str:
+    """The folder of set `name` drawn with these settings (count, seed, lengths) under `base`: the
+    settings are part of its name, so that a kept set is reused only by a run that asks for the same."""
+    return os.path.join(base, "-".join([name, *(f"{key}{value}" for key, value in drawn_with.items())]))
 
 
 def ddddocr_accuracy(folder: str) -> tuple[float, int]:
