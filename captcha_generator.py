@@ -94,7 +94,7 @@ class CaptchaGen:
         self.hp = hp
         self.captcha = ImageCaptcha(width=hp.image_width * RENDER_SCALE,
                                     height=hp.image_height * RENDER_SCALE, fonts=font_paths)
-        self.varied = VariedCaptcha(font_paths, hp, seed) if style == "varied" else None
+        self.varied = VariedCaptcha(font_paths, seed) if style == "varied" else None
         self.rng = random.Random(seed)
 
     def random_text(self) -> str:

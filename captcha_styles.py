@@ -73,13 +73,17 @@ def _color(rng: np.random.Generator, luma: float) -> np.ndarray:
 class VariedCaptcha:
     """Renders texts in the varied style; `render` returns an RGB image of a random size."""
 
-    def __init__(self, font_paths: list[str], hp: Hyperparams, seed: int | None = None):
+    def __init__(self, font_paths: list[str], seed: int | None = None):
         self.rng = np.random.default_rng(None if seed is None else [seed, 1])
         self.example_rng = random.Random(int(self.rng.integers(2**63)))
         self.fonts = [ImageFont.truetype(path, GLYPH_SIZE) for path in font_paths]
         self.glyphs: dict[tuple[int, str], tuple[np.ndarray, int]] = {}
-        self.example = captcha_image.ImageCaptcha(width=hp.image_width * RENDER_SCALE,
-                                                  height=hp.image_height * RENDER_SCALE, fonts=font_paths)
+        # The example's look at its own size (the example network's image, drawn at RENDER_SCALE:
+        # 160x60), whatever this network's input size: the captcha package sizes its glyphs in
+        # pixels, so a larger canvas would draw a look of smaller text that no held-out set has.
+        example = Hyperparams()
+        self.example = captcha_image.ImageCaptcha(width=example.image_width * RENDER_SCALE,
+                                                  height=example.image_height * RENDER_SCALE, fonts=font_paths)
 
     # --- the text layer ---------------------------------------------------------------------------
 

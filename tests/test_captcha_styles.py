@@ -69,9 +69,20 @@ def test_varied_network_input_has_the_networks_shape(fonts):
         assert image.shape == (80, 30) and image.dtype == np.float32 and 0 <= image.min() < image.max() <= 1
 
 
+def test_the_varied_look_does_not_depend_on_the_networks_input_size(fonts):
+    """The example's share is the captcha package's 160x60 look for a larger network too (drawn at
+    the network's size, its pixel-sized glyphs would shrink: a look no held-out set has)."""
+    small, large = (CaptchaGen(fonts, Hyperparams(seq_length=w, image_height=h), seed=8, style="varied")
+                    for w, h in ((80, 30), (96, 36)))
+    texts = [small.random_text() for _ in range(60)]
+    drawn = [(np.asarray(small.render(text)), np.asarray(large.render(text))) for text in texts]
+    assert all(a.shape == b.shape and np.array_equal(a, b) for a, b in drawn)
+    assert sum(a.shape == (60, 160, 3) for a, _ in drawn) >= 5  # some of them are the example's own
+
+
 def test_letters_with_descenders_and_repeats_draw_in_every_font(fonts):
     for path in fonts:
-        gen = VariedCaptcha([path], Hyperparams(chars=ALNUM, min_len=4, max_len=6), seed=2)
+        gen = VariedCaptcha([path], seed=2)
         for text in ("gjpqy0", "0000"):
             gray = np.asarray(gen.render(text).convert("L"), dtype=np.float32)
             assert gray.shape[0] >= 20 and gray.shape[1] >= 50 and gray.std() > 5
