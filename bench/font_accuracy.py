@@ -36,7 +36,8 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--fonts", default="font")
-    parser.add_argument("--keep", help="write the sets into this folder once, and read them from it ever after")
+    parser.add_argument("--keep", help="write the sets into this folder once (DIR/FONT-nCOUNT-seedSEED), and read "
+                        "them from it in every later run of the same --count and --seed")
     parser.add_argument("--ddddocr", action="store_true", help="also read every set with ddddocr")
     args = parser.parse_args()
     epoch = args.epoch or checkpoint.saved_epochs(args.prefix)[-1]
