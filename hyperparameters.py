@@ -10,7 +10,7 @@ BLANK = 0  # CTC blank class; character i of the alphabet is class i + 1
 RENDER_SCALE = 2  # captchas are drawn at twice the network's image size, then shrunk
 # The crnn's convolutional front end: (channels, (height, width) pooling) per block, of which a
 # model uses the first --crnn_blocks. Each block halves the height; the width pooling multiplies to
-# 4 image columns per output step.
+# 4 image columns per output step. --crnn_first_channels overrides the first block's channels.
 CRNN_BLOCKS = ((32, (2, 2)), (64, (2, 2)), (128, (2, 1)))
 # Captcha styles (`--style`): the example's look (the captcha package's), or the varied family of
 # captcha_styles.py: image sizes from VARIED_MIN_SIZE to VARIED_MAX_SIZE (width, height), a share of
@@ -83,6 +83,7 @@ class Hyperparams:
     num_hidden: int = 100
     num_lstm_layer: int = 2
     crnn_blocks: int = 2
+    crnn_first_channels: int = CRNN_BLOCKS[0][0]
     min_len: int = 3
     max_len: int = 4
     chars: str = DIGITS

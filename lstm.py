@@ -77,7 +77,7 @@ def _crnn_features(hp: Hyperparams, data):
     image = mx.sym.expand_dims(mx.sym.transpose(data, axes=(0, 2, 1)), axis=1)  # (N, 1, height, width)
     features = image
     for i, (channels, pool) in enumerate(CRNN_BLOCKS[:hp.crnn_blocks]):
-        features = _conv_block(features, channels, pool, f"c{i}")
+        features = _conv_block(features, hp.crnn_first_channels if i == 0 else channels, pool, f"c{i}")
     steps = mx.sym.transpose(features, axes=(3, 0, 1, 2))  # (T, N, channels, height)
     zeros = mx.sym.zeros(shape=(2 * hp.num_lstm_layer, 0, hp.num_hidden))
     hidden = mx.sym.RNN(mx.sym.reshape(steps, shape=(0, 0, -1)), mx.sym.Variable(FUSED_PARAMS), zeros, zeros,

@@ -40,7 +40,8 @@ RANK_SEED_STRIDE = 1_000_003  # worker r of a distributed run generates data wit
 MAX_PROCESSES = 4 * (os.cpu_count() or 1)  # generator processes beyond this only thrash the machine
 MAX_DEVICES = 64  # --cpu / --gpu contexts
 # what a checkpoint fixes
-STRUCTURE_FIELDS = ("seq_length", "image_height", "num_hidden", "num_lstm_layer", "crnn_blocks", "fit")
+STRUCTURE_FIELDS = ("seq_length", "image_height", "num_hidden", "num_lstm_layer", "crnn_blocks", "crnn_first_channels",
+                    "fit")
 MODEL_FIELDS = TEXT_FIELDS + STRUCTURE_FIELDS  # what a resumed run must keep
 WARMUP_UPDATES = 50  # updates of linear warm-up before a cosine schedule (a fresh pred_fc settles)
 
@@ -125,8 +126,9 @@ def check_args(args: argparse.Namespace, hp: Hyperparams) -> None:
     if args.gpu > MAX_DEVICES:
         raise InputError(f"--gpu must be at most {MAX_DEVICES}, got {args.gpu}")
     hp.validate()
-    if "crnn_blocks" in args.given and args.network != "crnn":
-        raise InputError(f"--crnn_blocks sizes the crnn's convolutional front end; --network {args.network} has none")
+    for name in ("crnn_blocks", "crnn_first_channels"):
+        if name in args.given and args.network != "crnn":
+            raise InputError(f"--{name} sizes the crnn's convolutional front end; --network {args.network} has none")
     if args.network == "crnn" and hp.image_height < crnn_pooling(hp)[0]:
         raise InputError(f"--image_height {hp.image_height} is too low for --crnn_blocks {hp.crnn_blocks}: "
                          f"each block halves it, so it needs at least {crnn_pooling(hp)[0]} rows")
@@ -334,7 +336,7 @@ def fitted_params(start: Start, args: argparse.Namespace, hp: Hyperparams) -> tu
     if problems:
         raise InputError(f"checkpoint {start.name} does not fit the network of these options (--network "
                          f"{args.network}, --num_hidden {hp.num_hidden}, --num_lstm_layer {hp.num_lstm_layer}, "
-                         f"--crnn_blocks {hp.crnn_blocks}, "
+                         f"--crnn_blocks {hp.crnn_blocks}, --crnn_first_channels {hp.crnn_first_channels}, "
                          f"--image_height {hp.image_height}): {problems[0]}")
     return arg_params, dict(start.aux_params)
 

@@ -36,6 +36,7 @@ def test_every_field_has_a_command_line_override():
     ({"chars": ""}, "--chars must not be empty"),
     ({"crnn_blocks": 4}, "--crnn_blocks must be at most 3"),
     ({"crnn_blocks": 0}, "--crnn_blocks must be positive"),
+    ({"crnn_first_channels": 0}, "--crnn_first_channels must be positive"),
 ])
 def test_validate_names_the_bad_setting(changes, message):
     with pytest.raises(ValueError, match=message):

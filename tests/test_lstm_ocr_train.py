@@ -65,6 +65,8 @@ def test_a_crnn_refuses_more_characters_than_its_steps_can_hold(font):
 def test_conv_blocks_go_with_a_crnn_tall_enough_for_them(font):
     with pytest.raises(InputError, match="--crnn_blocks sizes the crnn's .* --network fused has none"):
         check_args(parse_args(["--crnn_blocks", "3", font]), Hyperparams(crnn_blocks=3))
+    with pytest.raises(InputError, match="--crnn_first_channels sizes the crnn's .* --network fused has none"):
+        check_args(parse_args(["--crnn_first_channels", "16", font]), Hyperparams(crnn_first_channels=16))
     with pytest.raises(InputError, match="--image_height 7 is too low for --crnn_blocks 3: .* at least 8 rows"):
         check_args(parse_args(["--network", "crnn", "--crnn_blocks", "3", font]), Hyperparams(crnn_blocks=3,
                                                                                             image_height=7))

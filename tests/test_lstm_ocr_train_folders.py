@@ -225,20 +225,25 @@ def test_a_crnn_checkpoint_fixes_its_conv_blocks(digits, tmp_path):
     import checkpoint
     from lstm import initial_params, lstm_ocr
 
-    hp = Hyperparams(num_hidden=8, num_lstm_layer=1, crnn_blocks=3, fit="pad")
+    hp = Hyperparams(num_hidden=8, num_lstm_layer=1, crnn_blocks=3, crnn_first_channels=16, fit="pad")
     prefix = str(tmp_path / "crnn")
     symbol = lstm_ocr(hp, "crnn", "ctc")
     _, _, aux_shapes = symbol.infer_shape(data=(1, hp.image_width, hp.image_height), label=(1, hp.num_label))
     aux = {name: mx.nd.ones(shape) for name, shape in zip(symbol.list_auxiliary_states(), aux_shapes, strict=True)}
     checkpoint.save(prefix, 1, symbol, initial_params(hp, "crnn", mx.init.Xavier()), aux, hp)
     base = ["--train_dir", digits, "--finetune", f"{prefix}:1", "--prefix", str(tmp_path / "ocr")]
-    for extra, fits in (([], True), (["--crnn_blocks", "2"], False)):
+    for extra, fits in (([], True), (["--crnn_blocks", "2"], False), (["--crnn_first_channels", "32"], False)):
         args = lstm_ocr_train.parse_args(base + extra)
         hp = lstm_ocr_train.hyperparameters.from_args(args)
         start = lstm_ocr_train.load_start(args.finetune)
         lstm_ocr_train.derive_hyperparams(args, hp, lstm_ocr_train.plan_folders(args), start)
         if fits:
-            assert hp.crnn_blocks == 3 and "c2_conv_weight" in lstm_ocr_train.fitted_params(start, args, hp)[0]
-        else:
+            assert hp.crnn_blocks == 3 and hp.crnn_first_channels == 16
+            weights = lstm_ocr_train.fitted_params(start, args, hp)[0]
+            assert weights["c0_conv_weight"].shape[0] == 16 and "c2_conv_weight" in weights
+        elif "--crnn_blocks" in extra:
             with pytest.raises(InputError, match="--crnn_blocks 2.*it has c2_conv_weight"):
+                lstm_ocr_train.fitted_params(start, args, hp)
+        else:
+            with pytest.raises(InputError, match="--crnn_first_channels 32.*its c0_conv_weight is \\(16, 1, 3, 3\\)"):
                 lstm_ocr_train.fitted_params(start, args, hp)
