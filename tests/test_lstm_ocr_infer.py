@@ -207,7 +207,7 @@ def test_the_shipped_model_reads_fresh_captchas(tmp_path, font):
 
 
 def test_the_shipped_general_model_reads_the_varied_style(tmp_path, font):
-    """pretrained/general reads varied captchas of 3-6 digits in one font (0.77 of these 100, some of which
+    """pretrained/general reads varied captchas of 3-6 digits in one font (0.80 of these 100, some of which
     a person cannot read either); pretrained/ocr, which never saw the varied style, 0.32 (mostly the
     45 % of them in the example's look)."""
     folder = tmp_path / "varied"
