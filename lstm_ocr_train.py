@@ -110,7 +110,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def check_args(args: argparse.Namespace, hp: Hyperparams) -> None:
-    """Raise InputError for any option that cannot work."""
+    """Raise InputError for any option that cannot work (the data options: check_data_args, run first)."""
     check_count("num_proc", args.num_proc, MAX_PROCESSES)
     check_count("cpu", args.cpu, MAX_DEVICES)
     distributed, worker = is_distributed(args), os.environ.get("DMLC_ROLE") == "worker"
@@ -145,7 +145,6 @@ def check_args(args: argparse.Namespace, hp: Hyperparams) -> None:
                          "(pip install mxnet-cu112==1.9.1 brings CUDA 11.2), or train with --cpu")
     if args.load_epoch and args.overwrite:
         raise InputError("--overwrite starts a new run; --load_epoch resumes one: give one of them")
-    check_data_args(args)
     checkpoint.check_writable(args.prefix, list(range(args.load_epoch + 1, hp.num_epoch + 1)))
 
 
