@@ -102,8 +102,18 @@ class CaptchaGen:
         length = self.rng.randint(self.hp.min_len, self.hp.max_len)
         return "".join(self.rng.choice(self.hp.chars) for _ in range(length))
 
+    def cased(self, text: str) -> str:
+        """The text as drawn: with `case` fold, all its letters in lower case, all in upper, or each at
+        random (a third of the images each); else the text itself."""
+        if self.hp.case != "fold":
+            return text
+        mode = self.rng.randrange(3)
+        upper = [mode == 1 or (mode == 2 and self.rng.random() < 0.5) for _ in text]
+        return "".join(c.upper() if up else c.lower() for c, up in zip(text, upper, strict=True))
+
     def render(self, text: str) -> Image.Image:
-        """The full-size RGB CAPTCHA, as a person sees it."""
+        """The full-size RGB CAPTCHA of label `text`, as a person sees it."""
+        text = self.cased(text)
         if self.varied is not None:
             return self.varied.render(text)
         return self.captcha.generate_image(text)
@@ -163,9 +173,10 @@ def main() -> None:
     args = parser.parse_args()
     hp = hyperparameters.from_args(args)
     hp.validate()
-    fonts = find_fonts(args.font_path, hp.chars)
+    fonts = find_fonts(args.font_path, hp.drawn_chars)
     text = args.num
     if text is not None:
+        text = hp.fold(text)
         check_text(text, hp)
     gen = CaptchaGen(fonts, hp, args.seed, args.style)
     if args.count is not None:

@@ -20,7 +20,10 @@ VARIED_MIN_SIZE = (50, 20)
 VARIED_MAX_SIZE = (300, 100)
 VARIED_EXAMPLE_SHARE = 0.45
 VARIED_INVERT_SHARE = 0.15
-TEXT_FIELDS = ("chars", "min_len", "max_len")  # which texts a model reads; the generator's options too
+TEXT_FIELDS = ("chars", "min_len", "max_len", "case")  # which texts a model reads; the generator's options too
+# Letter case (`--case`): `keep` draws every text as labelled; `fold` draws each letter in upper or
+# lower case at random and labels it in the alphabet's case, so the model reads case-insensitively.
+CASES = ("keep", "fold")
 ALIASES = {"max_len": ["--num_label"]}  # the example's name for the label length
 NON_NEGATIVE = ("momentum", "wd", "clip_gradient")  # 0 turns these off; every other number must be positive
 OPTIMIZERS = ("sgd", "adam")
@@ -30,7 +33,7 @@ FITS = ("stretch", "pad")
 LR_SCHEDULES = ("constant", "cosine")  # cosine: from --learning_rate down to FINAL_LR_FRACTION of it
 FINAL_LR_FRACTION = 0.05
 # hyperparameters whose option takes one of a few values
-CHOICES = {"optimizer": OPTIMIZERS, "fit": FITS, "lr_schedule": LR_SCHEDULES}
+CHOICES = {"optimizer": OPTIMIZERS, "fit": FITS, "lr_schedule": LR_SCHEDULES, "case": CASES}
 # Limits on what a user hands in: an image's encoded bytes and decoded pixels (a decompression bomb
 # names its size in one line instead of filling the memory).
 MAX_IMAGE_BYTES = 50 * 1024 * 1024
@@ -64,6 +67,12 @@ RECIPES = {
 }
 
 
+def _other_case(char: str) -> str:
+    """The character in its other case (itself if it has none of one character)."""
+    other = char.swapcase()
+    return other if len(other) == 1 else char
+
+
 @dataclass
 class Hyperparams:
     """The example's defaults; `seq_length` x `image_height` is the network's image (width x height)."""
@@ -87,6 +96,7 @@ class Hyperparams:
     min_len: int = 3
     max_len: int = 4
     chars: str = DIGITS
+    case: str = "keep"
     fit: str = "stretch"
 
     @property
@@ -103,6 +113,19 @@ class Hyperparams:
     def digits_only(self) -> bool:
         """An alphabet of digits alone: texts print as the example's list of ints, `[0, 0, 8, 9]`."""
         return set(self.chars) <= set(DIGITS)
+
+    @property
+    def drawn_chars(self) -> str:
+        """Every character a captcha of this alphabet may show: with `case` fold, both cases of its letters."""
+        if self.case != "fold":
+            return self.chars
+        return self.chars + "".join(c.swapcase() for c in self.chars if _other_case(c) not in self.chars)
+
+    def fold(self, text: str) -> str:
+        """`text` in the alphabet's case (`case` fold), else unchanged."""
+        if self.case != "fold":
+            return text
+        return "".join(_other_case(c) if c not in self.chars and _other_case(c) in self.chars else c for c in text)
 
     @property
     def image_width(self) -> int:
@@ -133,6 +156,11 @@ class Hyperparams:
             raise InputError("--chars must not be empty")
         if len(set(self.chars)) != len(self.chars):
             raise InputError(f"--chars has a repeated character: {self.chars!r}")
+        if self.case not in CASES:
+            raise InputError(f"--case must be one of {', '.join(CASES)}, got {self.case!r}")
+        both = sorted(c for c in self.chars if c.islower() and c.upper() in self.chars)
+        if self.case == "fold" and both:
+            raise InputError(f"--case fold reads letters in one case; --chars holds both cases of {''.join(both)!r}")
 
 
 # Training on a folder of labelled images (`--train_dir`) without --num_epoch, --train_epoch_size or

@@ -604,7 +604,7 @@ def main(argv: list[str] | None = None) -> None:
     if plan is not None and args.font_path and not args.synthetic:
         logging.warning("The font path %s is not used: with --train_dir, fonts draw only --synthetic captchas",
                         args.font_path)
-    fonts = find_fonts(args.font_path, hp.chars) if plan is None or args.synthetic else []
+    fonts = find_fonts(args.font_path, hp.drawn_chars) if plan is None or args.synthetic else []
     fitted = fitted_params(start, args, hp) if start is not None else None
     stop_on_signals()
     try:

@@ -42,6 +42,21 @@ def test_random_texts_follow_the_alphabet_and_length_range(font):
     assert set("".join(texts)) == set(ALNUM)
 
 
+def test_case_fold_draws_letters_in_both_cases_labelled_in_the_alphabets(font):
+    gen = CaptchaGen([font], Hyperparams(chars=ALNUM, case="fold", min_len=4, max_len=6), seed=2)
+    drawn = [gen.cased(gen.random_text()) for _ in range(300)]
+    letters = [text for text in drawn if sum(c.isalpha() for c in text) >= 2]
+    assert any(t.isupper() for t in letters) and any(t.islower() for t in letters)
+    assert any(not t.isupper() and not t.islower() for t in letters)  # mixed case in one image
+    assert CaptchaGen([font], Hyperparams(chars=ALNUM), seed=2).cased("a7kz") == "a7kz"
+
+
+def test_case_fold_checks_the_fonts_for_both_cases():
+    hp = Hyperparams(chars="0a", case="fold")
+    assert hp.drawn_chars == "0aA"
+    assert find_fonts("font/DejaVuSans.ttf", hp.drawn_chars) == ["font/DejaVuSans.ttf"]
+
+
 def test_labels_are_classes_shifted_by_one_and_zero_padded():
     hp = Hyperparams()
     assert encode_label("0089", hp).tolist() == [1, 1, 9, 10]

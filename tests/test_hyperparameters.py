@@ -37,6 +37,8 @@ def test_every_field_has_a_command_line_override():
     ({"crnn_blocks": 4}, "--crnn_blocks must be at most 3"),
     ({"crnn_blocks": 0}, "--crnn_blocks must be positive"),
     ({"crnn_first_channels": 0}, "--crnn_first_channels must be positive"),
+    ({"case": "upper"}, "--case must be one of keep, fold"),
+    ({"chars": "0aA", "case": "fold"}, "both cases of 'a'"),
 ])
 def test_validate_names_the_bad_setting(changes, message):
     with pytest.raises(ValueError, match=message):
@@ -69,3 +71,10 @@ def test_a_recipes_hyperparameters_leave_its_options_out():
     for field in dataclasses.fields(Hyperparams):
         assert getattr(hp, field.name) == recipe.get(field.name, field.default)
     assert hyperparameters.for_recipe("example") == Hyperparams()
+
+
+def test_case_fold_draws_both_cases_and_folds_to_the_alphabets():
+    hp = Hyperparams(chars="01ab", case="fold")
+    assert sorted(hp.drawn_chars) == sorted("01abAB")
+    assert hp.fold("aB1") == "ab1" and Hyperparams(chars="01AB", case="fold").fold("aB1") == "AB1"
+    assert Hyperparams(chars="01ab").drawn_chars == "01ab" and Hyperparams(chars="01ab").fold("aB") == "aB"
