@@ -68,13 +68,6 @@ def write_image(image: Image.Image, path: str) -> None:
     write_atomically(path, lambda temporary: image.save(temporary, format=image_format))
 
 
-def encode_label(text: str, hp: Hyperparams) -> np.ndarray:
-    """Text to class indices (character i of the alphabet is class i + 1), padded with the blank 0."""
-    label = np.zeros(hp.num_label, dtype=np.int32)
-    label[:len(text)] = [hp.chars.index(c) + 1 for c in text]
-    return label
-
-
 def check_text(text: str, hp: Hyperparams) -> None:
     """Raise InputError unless the model can learn `text`: its alphabet, its length range."""
     unknown = sorted(set(text) - set(hp.chars))

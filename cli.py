@@ -100,6 +100,12 @@ def check_count(name: str, value: int, most: int) -> None:
         raise InputError(f"--{name} must be between 1 and {most} on this machine, got {value}")
 
 
+def mxnet_missing(what: str) -> str:
+    """The message for `what` (something that needs MXNet) in a Python without it (the ONNX venv)."""
+    return (f"{what} needs MXNet, which this Python ({sys.executable}) lacks: run it with the project's .venv "
+            "(.venv/bin/python), or read an exported model with --onnx FILE")
+
+
 def same_file(path: str, other: str) -> bool:
     """Whether two paths name one existing file (through links, `./` and the like)."""
     try:

@@ -3,6 +3,8 @@
 import argparse
 from dataclasses import dataclass, fields
 
+import numpy as np
+
 from cli import InputError
 
 DIGITS = "0123456789"
@@ -126,6 +128,20 @@ class Hyperparams:
         if self.case != "fold":
             return text
         return "".join(_other_case(c) if c not in self.chars and _other_case(c) in self.chars else c for c in text)
+
+    def encode(self, text: str) -> np.ndarray:
+        """Text to its label: class indices (character i of the alphabet is class i + 1), padded with the blank."""
+        label = np.full(self.num_label, BLANK, dtype=np.int32)
+        label[:len(text)] = [self.chars.index(c) + 1 for c in text]
+        return label
+
+    def text(self, classes: list[int]) -> str:
+        """Class indices (characters, no blanks) to text."""
+        return "".join(self.chars[c - 1] for c in classes)
+
+    def classes(self, chars: str) -> list[int]:
+        """The classes of some characters of the alphabet."""
+        return [self.chars.index(c) + 1 for c in chars]
 
     @property
     def image_width(self) -> int:

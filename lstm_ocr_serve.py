@@ -39,7 +39,7 @@ from hyperparameters import (
     SERVE_MAX_FILES,
     SERVE_MAX_PIXELS,
 )
-from lstm_ocr_infer import Reader, Reading, add_model_options, check_model_options, model_name, open_reader
+from reader import Reader, Reading, add_model_options, check_model_options, open_reader
 
 POLL_SECONDS = 0.1  # how often an idle kept-alive connection looks whether the server is draining
 MOST_BATCH = 1024
@@ -384,7 +384,7 @@ def main() -> None:
         batcher.stop()
         raise InputError(f"cannot listen on {args.host}:{args.port}: {error.strerror or error}") from None
     host, port = server.server_address[:2]
-    print(f"Serving {model_name(args)} on http://{host}:{port} (POST /read, GET /health; "
+    print(f"Serving {reader.name} on http://{host}:{port} (POST /read, GET /health; "
           f"batches of up to {args.max_batch}, waiting up to {args.max_wait_ms:g} ms)", flush=True)
     serve(server, stop)
     print(f"Stopped after reading {batcher.images} images in {batcher.batches} batches", file=sys.stderr, flush=True)

@@ -24,7 +24,7 @@ import ctc_metrics
 import hyperparameters
 import labelled_data
 import training_curves
-from captcha_generator import encode_label, find_fonts
+from captcha_generator import find_fonts
 from cli import ArgumentParser, InputError, Interrupted, check_count, exit_with, run_main, stop_on_signals
 from hyperparameters import RECIPES, STYLES, TEXT_FIELDS, Hyperparams
 from images import to_float
@@ -512,7 +512,7 @@ def load_optimizer_states(mod: mx.mod.Module, path: str) -> None:
 def folder_source(args: argparse.Namespace, hp: Hyperparams, plan: FolderPlan) -> FolderSource:
     """The images for the workers to decode: the training ones, then the held-out ones."""
     paths = [path for path, _ in plan.items]
-    labels = np.stack([encode_label(text, hp) for _, text in plan.items])
+    labels = np.stack([hp.encode(text) for _, text in plan.items])
     train = np.arange(len(paths)) < len(plan.train)
     return FolderSource(paths, labels, train, augment=bool(args.augment), synthetic=args.synthetic)
 

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from augment import augment
-from captcha_generator import CaptchaGen, encode_label
+from captcha_generator import CaptchaGen
 from cli import InputError
 from hyperparameters import Hyperparams
 from images import read_network_input
@@ -136,7 +136,7 @@ class _Producer:
     def sample(self) -> tuple[np.ndarray, np.ndarray]:
         if self.folder is None or (self.gen is not None and self.rng.random() < self.source.synthetic):
             text = self.gen.random_text()
-            return self.gen.image_u8(text), encode_label(text, self.hp)
+            return self.gen.image_u8(text), self.hp.encode(text)
         if self.usable is None:  # blocks are handed out only once every image is decoded and checked
             self.usable = np.flatnonzero((self.folder.train == 1) & (self.folder.status == DECODE_OK))
         index = self.usable[self.rng.integers(len(self.usable))]

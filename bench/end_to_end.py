@@ -20,7 +20,7 @@ from train_step import build_module, random_batch  # noqa: E402  (bench/ is this
 import ctc_metrics  # noqa: E402
 import hyperparameters  # noqa: E402
 import labelled_data  # noqa: E402
-from captcha_generator import encode_label, find_fonts  # noqa: E402
+from captcha_generator import find_fonts  # noqa: E402
 from hyperparameters import RECIPES, Hyperparams  # noqa: E402
 from lstm_ocr_train import BLOCK_SIZE  # noqa: E402
 from multiproc_data import FolderSource, MPData  # noqa: E402
@@ -58,7 +58,7 @@ def main() -> None:
     source = None
     if args.train_dir:
         items = labelled_data.folder_items(args.train_dir)
-        labels = np.stack([encode_label(text, hp) for _, text in items])
+        labels = np.stack([hp.encode(text) for _, text in items])
         source = FolderSource([path for path, _ in items], labels, np.ones(len(items), dtype=bool))
         print(f"# {len(items)} labelled images of {args.train_dir}, augmented")
     fonts = [] if source else find_fonts(args.font_path, hp.chars)

@@ -1,5 +1,5 @@
 """Inference speed: images/s in batches of 256 and one image at a time (the network's forward pass
-and greedy decoding, from preprocessed images).
+and greedy decoding with confidences, from preprocessed images).
 
     .venv/bin/python bench/inference.py [--prefix pretrained/ocr --epoch N] [--images 512]
 """
@@ -14,15 +14,14 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import numpy as np  # noqa: E402
 
 import checkpoint  # noqa: E402
-from lstm_ocr_infer import load_module, predict  # noqa: E402
+from reader import Reader  # noqa: E402
 
 
 def rate(prefix: str, epoch: int, images: np.ndarray, batch_size: int) -> float:
-    mod, _ = load_module(prefix, epoch, batch_size)
-    predict(mod, images[:batch_size])  # warm-up
+    reader = Reader(prefix, epoch, batch_size)
+    reader.read_inputs(images[:batch_size])  # warm-up
     tic = time.perf_counter()
-    for start in range(0, len(images), batch_size):
-        predict(mod, images[start:start + batch_size])
+    reader.read_inputs(images)
     return len(images) / (time.perf_counter() - tic)
 
 

@@ -135,7 +135,7 @@ def model_alone(model: str, images: list[bytes], batch: int, count: int, tally: 
     """The ONNX model and decoding alone, in this process, on decoded images in batches of `batch`:
     the most any server of this model can do, and how much batching can add to it."""
     sys.path.insert(0, ROOT)
-    from lstm_ocr_infer import Reader
+    from reader import Reader
 
     reader = Reader.onnx(model, batch_size=batch)
     inputs = np.stack([reader.network_input(images[(first + k) % len(images)]) for k in range(count)])

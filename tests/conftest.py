@@ -1,4 +1,5 @@
-"""Shared fixtures: a font every machine has, small hyperparameters, and process checks."""
+"""Shared fixtures: a font every machine has, small hyperparameters, an untrained checkpoint, its ONNX
+export and a sample captcha; running scripts, one-line errors and process checks."""
 
 import os
 import subprocess
@@ -6,9 +7,13 @@ import sys
 import time
 
 import captcha
+import mxnet as mx
 import pytest
 
+import checkpoint
+from captcha_generator import CaptchaGen
 from hyperparameters import Hyperparams
+from lstm import initial_params, lstm_ocr
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PYTHON = sys.executable
@@ -23,6 +28,41 @@ def font() -> str:
 @pytest.fixture
 def tiny_hp() -> Hyperparams:
     return Hyperparams(batch_size=16, train_epoch_size=64, eval_epoch_size=32, num_epoch=1, num_hidden=16)
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory) -> str:
+    """An untrained fused checkpoint at epoch 3 (its predictions are arbitrary digits)."""
+    hp = Hyperparams(num_hidden=16)
+    prefix = str(tmp_path_factory.mktemp("model") / "ocr")
+    checkpoint.save(prefix, 3, lstm_ocr(hp, "fused", "ctc"), initial_params(hp, "fused", mx.init.Xavier()), {}, hp)
+    return prefix
+
+
+@pytest.fixture(scope="module")
+def sample(tmp_path_factory) -> str:
+    """A captcha of 0089 in the example's look."""
+    font = os.path.join(os.path.dirname(captcha.__file__), "data", "DroidSansMono.ttf")
+    path = str(tmp_path_factory.mktemp("images") / "sample.png")
+    CaptchaGen([font], Hyperparams()).render("0089").save(path)
+    return path
+
+
+def one_line_error(result, *words: str) -> None:
+    """The script failed with one `error:` line holding every one of `words`, and nothing on stdout."""
+    assert result.returncode != 0 and result.stdout == ""
+    assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    for word in words:
+        assert word in result.stderr
+
+
+@pytest.fixture(scope="module")
+def onnx_model(model, tmp_path_factory) -> str:
+    out = str(tmp_path_factory.mktemp("onnx") / "model.onnx")
+    result = run_script("lstm.py", "--prefix", model, "--epoch", "3", "--to", "onnx", "--out", out)
+    assert result.returncode == 0, result.stderr
+    return out
 
 
 def run_script(script: str, *args: str, cwd: str | None = None, timeout: float = 300) -> subprocess.CompletedProcess:

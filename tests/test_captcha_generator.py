@@ -4,7 +4,7 @@ import cv2
 import numpy as np
 import pytest
 
-from captcha_generator import CaptchaGen, check_text, describe, encode_label, find_fonts
+from captcha_generator import CaptchaGen, check_text, describe, find_fonts
 from cli import InputError
 from conftest import run_script
 from hyperparameters import Hyperparams
@@ -55,13 +55,6 @@ def test_case_fold_checks_the_fonts_for_both_cases():
     hp = Hyperparams(chars="0a", case="fold")
     assert hp.drawn_chars == "0aA"
     assert find_fonts("font/DejaVuSans.ttf", hp.drawn_chars) == ["font/DejaVuSans.ttf"]
-
-
-def test_labels_are_classes_shifted_by_one_and_zero_padded():
-    hp = Hyperparams()
-    assert encode_label("0089", hp).tolist() == [1, 1, 9, 10]
-    assert encode_label("507", hp).tolist() == [6, 1, 8, 0]
-    assert encode_label("a7kz", Hyperparams(chars=ALNUM, max_len=6)).tolist() == [11, 8, 21, 36, 0, 0]
 
 
 def test_digit_alphabets_describe_as_the_examples_list():

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import hyperparameters
-from captcha_generator import CaptchaGen, encode_label, find_fonts
+from captcha_generator import CaptchaGen, find_fonts
 from captcha_styles import VariedCaptcha, _seeded_captcha
 from cli import InputError
 from conftest import ROOT, run_script
@@ -104,7 +104,7 @@ def test_script_writes_reproducible_labelled_sets_of_the_alphabet_and_lengths(fo
     for name in names:
         text = name[5:-4]
         assert 2 <= len(text) <= 5 and set(text) <= set(hp.chars)
-        label = encode_label(text, hp)
+        label = hp.encode(text)
         assert list(label[:len(text)]) == [hp.chars.index(c) + 1 for c in text] and not label[len(text):].any()
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
 
@@ -127,7 +127,7 @@ def test_workers_draw_the_varied_style_they_are_given(font):
     local = CaptchaGen([font], hp, seed=3000, style="varied")  # worker 0 of seed 3 draws with seed 3 * 1000
     for image, label in zip(images, labels, strict=True):
         text = local.random_text()
-        assert np.array_equal(label, encode_label(text, hp)) and np.array_equal(image, local.image_u8(text))
+        assert np.array_equal(label, hp.encode(text)) and np.array_equal(image, local.image_u8(text))
 
 
 @pytest.mark.parametrize("shape", [(20, 50), (100, 300), (60, 160), (100, 120), (30, 300)])

@@ -1,23 +1,7 @@
 import numpy as np
 import pytest
 
-from ctc_metrics import (
-    accuracy,
-    accuracy_lcs,
-    ctc_label,
-    decode,
-    decode_with_confidence,
-    lcs_length,
-    lcs_ratio,
-    remove_blank,
-    text_probabilities,
-)
-
-
-def test_ctc_label_collapses_repeats_then_drops_blanks():
-    assert ctc_label([0, 1, 1, 0, 1, 9, 9, 0, 10, 0]) == [1, 1, 9, 10]
-    assert ctc_label([3, 3, 3]) == [3]
-    assert ctc_label([0, 0]) == []
+from ctc_metrics import accuracy, accuracy_lcs, decode, lcs_length, lcs_ratio, remove_blank
 
 
 def test_remove_blank_drops_padding():
@@ -85,26 +69,3 @@ def test_metrics_work_for_any_alphabet():
     label = np.array([[36, 11, 11, 20, 0, 0], [15, 30, 2, 33, 34, 0]])
     assert accuracy(label, pred) == pytest.approx(1 / 2)
     assert accuracy_lcs(label, pred) == pytest.approx((1 + 3 / 5) / 2)
-
-
-def test_confidence_is_the_ctc_probability_of_the_text():
-    """Two steps, classes (blank, a): the text 'a' has paths a-a, a-blank, blank-a."""
-    probs = np.array([[[0.3, 0.7], [0.4, 0.6]]])
-    (reading,) = decode_with_confidence(probs)
-    assert reading.classes == [1] and reading.probabilities == [0.7]
-    assert reading.confidence == pytest.approx(0.7 * 0.6 + 0.7 * 0.4 + 0.3 * 0.6)
-    (empty,) = decode_with_confidence(np.array([[[0.9, 0.1], [0.8, 0.2]]]))
-    assert empty.classes == [] and empty.confidence == pytest.approx(0.72)
-
-
-def test_confidence_equals_the_ctc_loss_of_the_text():
-    from warpctc import ctc_loss_and_grad
-    rng = np.random.default_rng(0)
-    acts = rng.normal(size=(6, 10, 4)) * 2
-    probs = np.exp(acts) / np.exp(acts).sum(-1, keepdims=True)
-    texts = [[], [1], [2, 2], [1, 2, 3], [3, 3, 3], [2, 1]]
-    labels = np.zeros((6, 3), np.int64)
-    for n, text in enumerate(texts):
-        labels[n, :len(text)] = text
-    loss, _ = ctc_loss_and_grad(np.log(probs).transpose(1, 0, 2), labels)
-    np.testing.assert_allclose(np.log(text_probabilities(probs, texts)), -loss, rtol=1e-9)

@@ -6,6 +6,8 @@ import pytest
 import hyperparameters
 from hyperparameters import Hyperparams
 
+ALNUM = "0123456789abcdefghijklmnopqrstuvwxyz"
+
 
 def test_defaults_are_the_examples():
     hp = Hyperparams()
@@ -78,3 +80,12 @@ def test_case_fold_draws_both_cases_and_folds_to_the_alphabets():
     assert sorted(hp.drawn_chars) == sorted("01abAB")
     assert hp.fold("aB1") == "ab1" and Hyperparams(chars="01AB", case="fold").fold("aB1") == "AB1"
     assert Hyperparams(chars="01ab").drawn_chars == "01ab" and Hyperparams(chars="01ab").fold("aB") == "aB"
+
+
+def test_labels_are_classes_shifted_by_one_and_zero_padded():
+    hp = Hyperparams()
+    assert hp.encode("0089").tolist() == [1, 1, 9, 10]
+    assert hp.encode("507").tolist() == [6, 1, 8, 0]
+    assert Hyperparams(chars=ALNUM, max_len=6).encode("a7kz").tolist() == [11, 8, 21, 36, 0, 0]
+    assert Hyperparams(chars=ALNUM).text([11, 8, 21, 36]) == "a7kz"
+    assert Hyperparams(chars=ALNUM).classes("a7") == [11, 8]

@@ -3,54 +3,27 @@
 import ast
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
 
 import mxnet as mx
-import numpy as np
 import pytest
 from PIL import Image
 
 import checkpoint
-from captcha_generator import CaptchaGen
-from cli import InputError
-from conftest import PYTHON, ROOT, run_script
+from conftest import PYTHON, ROOT, one_line_error, run_script
 from hyperparameters import Hyperparams
-from lstm import initial_params, lstm_ocr
-from lstm_ocr_infer import Reader, format_text, to_text
-
-
-@pytest.fixture(scope="module")
-def model(tmp_path_factory) -> str:
-    """An untrained fused checkpoint at epoch 3 (its predictions are arbitrary digits)."""
-    hp = Hyperparams(num_hidden=16)
-    prefix = str(tmp_path_factory.mktemp("model") / "ocr")
-    checkpoint.save(prefix, 3, lstm_ocr(hp, "fused", "ctc"), initial_params(hp, "fused", mx.init.Xavier()), {}, hp)
-    return prefix
-
-
-@pytest.fixture(scope="module")
-def sample(tmp_path_factory) -> str:
-    import captcha
-    font = os.path.join(os.path.dirname(captcha.__file__), "data", "DroidSansMono.ttf")
-    path = str(tmp_path_factory.mktemp("images") / "sample.png")
-    CaptchaGen([font], Hyperparams()).render("0089").save(path)
-    return path
-
-
-def _one_line_error(result, *words: str) -> None:
-    assert result.returncode != 0 and result.stdout == ""
-    assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1, result.stderr
-    assert "Traceback" not in result.stderr
-    for word in words:
-        assert word in result.stderr
+from lstm import initial_params
+from lstm_ocr_infer import format_text
 
 
 def test_prints_the_examples_digits_line(model, sample):
     result = run_script("lstm_ocr_infer.py", "--prefix", model, "--epoch", "3", sample)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.startswith("Digits: [") and result.stdout.endswith("]\n")
+    # the untrained model may read any number of digits; a length outside its 3-4 is marked
+    assert re.fullmatch(r"Digits: \[[0-9, ]*\]( untrained_length \(trained on 3-4\))?\n", result.stdout)
 
 
 def test_color_images_of_other_sizes_are_resized(model, sample, tmp_path):
@@ -74,14 +47,14 @@ def test_bad_images(model, sample, tmp_path):
     for name, words in [("missing.png", ["does not exist"]), ("empty.png", ["empty"]),
                         ("text.jpg", ["not a readable image"]), ("cut.jpg", ["truncated"]),
                         ("cut.png", ["cut.png"])]:
-        _one_line_error(run_script("lstm_ocr_infer.py", "--prefix", model, "--epoch", "3", str(tmp_path / name)),
+        one_line_error(run_script("lstm_ocr_infer.py", "--prefix", model, "--epoch", "3", str(tmp_path / name)),
                         *words)
 
 
 def test_missing_checkpoint_lists_the_saved_epochs(model, sample):
-    _one_line_error(run_script("lstm_ocr_infer.py", "--prefix", model, "--epoch", "7", sample),
+    one_line_error(run_script("lstm_ocr_infer.py", "--prefix", model, "--epoch", "7", sample),
                     "ocr-0007.params", "saved epochs: 3")
-    _one_line_error(run_script("lstm_ocr_infer.py", "--prefix", model + "x", "--epoch", "3", sample),
+    one_line_error(run_script("lstm_ocr_infer.py", "--prefix", model + "x", "--epoch", "3", sample),
                     "no checkpoint has prefix")
 
 
@@ -90,11 +63,11 @@ def test_corrupt_or_mismatched_params(model, sample, tmp_path):
     shutil.copy(model + "-symbol.json", prefix + "-symbol.json")
     data = open(checkpoint.params_path(model, 3), "rb").read()
     open(checkpoint.params_path(prefix, 1), "wb").write(data[:100])
-    _one_line_error(run_script("lstm_ocr_infer.py", "--prefix", prefix, "--epoch", "1", sample), "corrupt")
+    one_line_error(run_script("lstm_ocr_infer.py", "--prefix", prefix, "--epoch", "1", sample), "corrupt")
     other = Hyperparams(num_hidden=8)  # a params file of another network size
     mx.nd.save(checkpoint.params_path(prefix, 2),
                {f"arg:{k}": v for k, v in initial_params(other, "fused", mx.init.Xavier()).items()})
-    _one_line_error(run_script("lstm_ocr_infer.py", "--prefix", prefix, "--epoch", "2", sample), "does not fit")
+    one_line_error(run_script("lstm_ocr_infer.py", "--prefix", prefix, "--epoch", "2", sample), "does not fit")
 
 
 def test_many_images_and_folders_print_paths_and_accuracy(model, tmp_path, font):
@@ -143,12 +116,12 @@ def test_accuracy_line_counts_right_and_wrong_names(model, tmp_path, font, sampl
 def test_hostile_inputs_are_one_line_each(model, sample, tmp_path):
     fifo = tmp_path / "pipe.png"
     os.mkfifo(fifo)
-    _one_line_error(run_script("lstm_ocr_infer.py", "--prefix", model, "--epoch", "3", str(fifo), timeout=60),
+    one_line_error(run_script("lstm_ocr_infer.py", "--prefix", model, "--epoch", "3", str(fifo), timeout=60),
                     "not a regular file")
     os.remove(fifo)
     bomb = tmp_path / "bomb.png"
     Image.new("1", (20_000, 20_000)).save(bomb)  # 50 kB on disk, 400 megapixels decoded
-    _one_line_error(run_script("lstm_ocr_infer.py", "--prefix", model, "--epoch", "3", str(bomb)),
+    one_line_error(run_script("lstm_ocr_infer.py", "--prefix", model, "--epoch", "3", str(bomb)),
                     "20000x20000 pixels, over the limit")
     with open(checkpoint.meta_path(model), encoding="utf-8") as file:
         meta = file.read()
@@ -156,7 +129,7 @@ def test_hostile_inputs_are_one_line_each(model, sample, tmp_path):
         for broken in ("[]", '{"chars": 12}'):
             with open(checkpoint.meta_path(model), "w") as file:
                 file.write(broken)
-            _one_line_error(run_script("lstm_ocr_infer.py", "--prefix", model, "--epoch", "3", sample),
+            one_line_error(run_script("lstm_ocr_infer.py", "--prefix", model, "--epoch", "3", sample),
                             "ocr-meta.json is not a valid checkpoint meta file")
     finally:
         with open(checkpoint.meta_path(model), "w") as file:
@@ -176,7 +149,7 @@ def test_a_closed_output_pipe_is_one_line(model, sample, tmp_path):
 
 
 def test_digit_models_print_the_examples_list():
-    assert format_text(to_text([1, 1, 9, 10], Hyperparams()), Hyperparams()) == "Digits: [0, 0, 8, 9]"
+    assert format_text(Hyperparams().text([1, 1, 9, 10]), Hyperparams()) == "Digits: [0, 0, 8, 9]"
     assert format_text("", Hyperparams()) == "Digits: []"
 
 
@@ -187,7 +160,7 @@ def test_digit_models_print_the_examples_list():
 ])
 def test_other_alphabets_print_their_characters(chars, classes, expected):
     hp = Hyperparams(chars=chars)
-    assert format_text(to_text(classes, hp), hp) == expected
+    assert format_text(hp.text(classes), hp) == expected
 
 
 def _shipped_model_accuracy(name: str, folder: str) -> float:
@@ -223,21 +196,13 @@ def test_a_meta_file_that_does_not_fit_the_params_is_refused(model, sample, tmp_
     for suffix in ("-symbol.json", "-0003.params"):
         shutil.copy(model + suffix, prefix + suffix)
     open(checkpoint.meta_path(prefix), "w").write('{"chars": "abc"}')
-    _one_line_error(run_script("lstm_ocr_infer.py", "--prefix", prefix, "--epoch", "3", sample),
+    one_line_error(run_script("lstm_ocr_infer.py", "--prefix", prefix, "--epoch", "3", sample),
                     "has 3 characters but", "has 10")
 
 
 # --- ONNX, confidences, JSON, the Python API ---------------------------------------------------
 
 ONNX_PYTHON = os.path.join(ROOT, ".venv-onnx", "bin", "python")
-
-
-@pytest.fixture(scope="module")
-def onnx_model(model, tmp_path_factory) -> str:
-    out = str(tmp_path_factory.mktemp("onnx") / "model.onnx")
-    result = run_script("lstm.py", "--prefix", model, "--epoch", "3", "--to", "onnx", "--out", out)
-    assert result.returncode == 0, result.stderr
-    return out
 
 
 def _in_onnx_venv(*args: str) -> subprocess.CompletedProcess:
@@ -272,7 +237,9 @@ def test_json_lines_carry_confidence_and_character_probabilities(onnx_model, tmp
     lines = [json.loads(line) for line in result.stdout.splitlines()]
     assert len(lines) == 6 and [line["path"] for line in lines] == sorted(str(p) for p in folder.iterdir())
     for line in lines:
-        assert set(line) == {"path", "text", "confidence", "chars"}
+        assert set(line) == {"path", "text", "confidence", "chars", "untrained_length", "label", "correct"}
+        assert line["label"] == line["path"].rsplit("_", 1)[1][:-4]
+        assert line["correct"] == (line["text"] == line["label"])
         assert "".join(c["char"] for c in line["chars"]) == line["text"]
         assert 0 <= line["confidence"] <= 1 and all(0 < c["probability"] <= 1 for c in line["chars"])
     threshold = sorted(line["confidence"] for line in lines)[3]
@@ -285,41 +252,25 @@ def test_json_lines_carry_confidence_and_character_probabilities(onnx_model, tmp
 
 
 def test_bad_options_and_models_are_one_line(model, onnx_model, sample, tmp_path):
-    _one_line_error(run_script("lstm_ocr_infer.py", "--onnx", onnx_model, "--epoch", "3", sample), "not both")
-    _one_line_error(run_script("lstm_ocr_infer.py", "--onnx", onnx_model, "--min_confidence", "2", sample),
+    one_line_error(run_script("lstm_ocr_infer.py", "--onnx", onnx_model, "--epoch", "3", sample), "not both")
+    one_line_error(run_script("lstm_ocr_infer.py", "--onnx", onnx_model, "--min_confidence", "2", sample),
                     "between 0 and 1")
-    _one_line_error(run_script("lstm_ocr_infer.py", "--onnx", checkpoint.params_path(model, 3), sample),
+    one_line_error(run_script("lstm_ocr_infer.py", "--onnx", checkpoint.params_path(model, 3), sample),
                     "not a readable ONNX model")
-    _one_line_error(run_script("lstm_ocr_infer.py", "--onnx", str(tmp_path / "none.onnx"), sample), "none.onnx")
+    one_line_error(run_script("lstm_ocr_infer.py", "--onnx", str(tmp_path / "none.onnx"), sample), "none.onnx")
     import onnx
     stripped = onnx.load(onnx_model)
     del stripped.metadata_props[:]
     onnx.save(stripped, str(tmp_path / "other.onnx"))
-    _one_line_error(run_script("lstm_ocr_infer.py", "--onnx", str(tmp_path / "other.onnx"), sample),
-                    "not one `lstm.py --to onnx` wrote")
+    one_line_error(run_script("lstm_ocr_infer.py", "--onnx", str(tmp_path / "other.onnx"), sample),
+                    "not one `onnx_export.py` wrote")
     broken = onnx.load(onnx_model)
     for prop in broken.metadata_props:
         if prop.key == "hyperparameters":
             prop.value = '{"chars": 12}'
     onnx.save(broken, str(tmp_path / "broken.onnx"))
-    _one_line_error(run_script("lstm_ocr_infer.py", "--onnx", str(tmp_path / "broken.onnx"), sample),
+    one_line_error(run_script("lstm_ocr_infer.py", "--onnx", str(tmp_path / "broken.onnx"), sample),
                     "unusable metadata")
-
-
-def test_reader_reads_paths_bytes_and_arrays_alike(model, onnx_model, sample):
-    for reader in (Reader(model, 3), Reader.onnx(onnx_model)):
-        pixels = np.asarray(Image.open(sample))
-        readings = [reader.read(sample), reader.read(open(sample, "rb").read()), reader.read(pixels)]
-        assert len({(r.text, round(r.confidence, 6)) for r in readings}) == 1
-        many = reader.read_many([sample, pixels] * 3)
-        assert [r.text for r in many] == [readings[0].text] * 6
-        assert reader.read(Image.open(sample)).text == readings[0].text
-        assert [r.text for r in reader.read_many(np.stack([pixels, pixels]))] == [readings[0].text] * 2
-        assert reader.read_many(iter([])) == []
-        with pytest.raises(InputError, match="cannot read a int"):
-            reader.read(7)
-        with pytest.raises(InputError, match="not a readable image"):
-            reader.read(b"not an image")
 
 
 def _readme_snippet() -> str:

@@ -19,7 +19,7 @@ from captcha_generator import CaptchaGen
 from conftest import PYTHON, ROOT, assert_all_exit, descendants_of, run_script
 from hyperparameters import Hyperparams
 from lstm import initial_params, lstm_ocr
-from lstm_ocr_infer import Reader
+from reader import Reader
 
 SERVE = os.path.join(ROOT, "lstm_ocr_serve.py")
 PRETRAINED = os.path.join(ROOT, "pretrained", "ocr")
@@ -111,7 +111,8 @@ def test_reads_raw_bodies_and_multipart_files_as_the_reader_does(service, onnx_m
     reader = Reader.onnx(onnx_model)
     expected = [reader.read(data).to_dict() for data in images[:3]]
     status, found = service.request("POST", "/read", images[0])
-    assert status == 200 and found["text"] == expected[0]["text"] and set(found) == {"text", "confidence", "chars"}
+    assert status == 200 and found["text"] == expected[0]["text"] \
+        and set(found) == {"text", "confidence", "chars", "untrained_length"}
     assert found["confidence"] == pytest.approx(expected[0]["confidence"], abs=1e-6)
     body, content_type = _multipart([("a.png", images[0]), ("b.png", images[1]), ("c.png", images[2])])
     status, found = service.request("POST", "/read", body, {"Content-Type": content_type})

@@ -13,8 +13,8 @@ from captcha_generator import CaptchaGen
 from conftest import ROOT, run_script
 from hyperparameters import Hyperparams
 from lstm import initial_params, lstm_ocr
-from lstm_ocr_infer import Reader
 from onnx_export import UNROLLED_TO_ONNX_GATES, fused_layers
+from reader import Reader
 
 CAPTCHAS = 1000
 TOLERANCE = 1e-4
