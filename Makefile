@@ -8,13 +8,22 @@ DEJAVU_DIR := /usr/share/fonts/truetype/dejavu
 DEJAVU_FONTS := DejaVuSans DejaVuSans-Bold DejaVuSansMono DejaVuSansMono-Bold DejaVuSerif DejaVuSerif-Bold
 TRAIN_ARGS ?=
 
-.PHONY: setup onnx-venv bench-deps fonts train test lint bench bench-own-data clean
+.PHONY: setup onnx-venv dev-deps bench-deps fonts train test lint bench bench-own-data clean
 
 setup: $(VENV)/.installed fonts
 
-$(VENV)/.installed: requirements.txt
+# The pinned packages, then this project itself (editable: `from reader import Reader` works from any folder).
+$(VENV)/.installed: requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet --no-deps -e .
+	touch $@
+
+# Test and lint tools (requirements-dev.txt), never needed to train, read or serve.
+dev-deps: $(VENV)/.dev-installed
+
+$(VENV)/.dev-installed: requirements-dev.txt $(VENV)/.installed
+	$(PY) -m pip install --quiet -r requirements-dev.txt numpy==1.23.5
 	touch $@
 
 onnx-venv: $(ONNX_VENV)/.installed
@@ -44,7 +53,7 @@ fonts: $(VENV)/.installed
 train: setup
 	$(PY) lstm_ocr_train.py $(TRAIN_ARGS) font/
 
-test: setup onnx-venv
+test: setup onnx-venv dev-deps
 	$(PY) -m ruff check .
 	$(PY) -m pytest -q
 

@@ -6,6 +6,10 @@ As a script, writes one CAPTCHA image to a file:
     python captcha_generator.py --style varied --seed 1 --count 500 font/ testset/
 """
 
+import venv_check  # noqa: F401  (first: one error line, not a traceback, without the .venv's packages)
+
+# isort: split
+
 import os
 import random
 

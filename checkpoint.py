@@ -19,7 +19,7 @@ import mxnet as mx
 
 import hyperparameters
 from cli import TEMPORARY_MARK, InputError, temporary_path, write_atomically, write_text
-from hyperparameters import Hyperparams
+from hyperparameters import CRNN_FIRST_CONV, FUSED_PARAMS, Hyperparams
 
 MAX_STATE_PARTS = 4  # arrays per weight in any optimizer's state (Adam has 2)
 STATE_TOTAL = "__num_update"  # the optimizer's update count, in a .states file
@@ -52,10 +52,12 @@ def symbol_path(prefix: str) -> str:
 
 
 def save(prefix: str, epoch: int, symbol, arg_params: dict, aux_params: dict, hp: Hyperparams,
-         save_states: Callable[[str], None] | None = None) -> None:
-    """Write the symbol, hyperparameters, parameters and (if given) optimizer states of `epoch`."""
+         save_states: Callable[[str], None] | None = None, options: dict | None = None) -> None:
+    """Write the symbol, the meta file (every hyperparameter, and the run's other `options`), the
+    parameters and (if given) optimizer states of `epoch`."""
     write_atomically(symbol_path(prefix), symbol.save)
-    write_atomically(meta_path(prefix), write_text(json.dumps(asdict(hp), indent=1)))
+    meta = asdict(hp) | ({"options": options} if options is not None else {})
+    write_atomically(meta_path(prefix), write_text(json.dumps(meta, indent=1)))
     if save_states is not None:
         write_atomically(states_path(prefix, epoch), save_states)
     params = {f"arg:{k}": v for k, v in arg_params.items()} | {f"aux:{k}": v for k, v in aux_params.items()}
@@ -190,6 +192,28 @@ def params_digest(params: dict) -> str:
     return digest.hexdigest()
 
 
+def network_of(arg_params) -> str:
+    """Which network a set of parameters (or their names) belongs to: for meta files written before
+    they named it."""
+    if CRNN_FIRST_CONV in arg_params:
+        return "crnn"
+    return "fused" if FUSED_PARAMS in arg_params else "unrolled"
+
+
+def loss_of(training_symbol) -> str:
+    """Which CTC loss a saved training symbol ends in."""
+    return "ctc" if "ctc_output" in training_symbol.list_outputs() else "warpctc"
+
+
+def latest_epoch(prefix: str) -> int:
+    """The last epoch saved under `prefix`, or CheckpointError naming what to do."""
+    epochs = saved_epochs(prefix)
+    if not epochs:
+        raise CheckpointError(f"no checkpoint has prefix {prefix!r} (no {prefix}-NNNN.params): train one, or give "
+                              "a prefix such as pretrained/general")
+    return epochs[-1]
+
+
 def saved_epochs(prefix: str) -> list[int]:
     """Epochs that have a params file under `prefix`."""
     pattern = re.compile(re.escape(os.path.basename(prefix)) + r"-(\d{4,})\.params$")
@@ -222,27 +246,53 @@ def load(prefix: str, epoch: int) -> tuple:
     return symbol, arg_params, aux_params
 
 
-def load_hyperparams(prefix: str) -> Hyperparams:
-    """The hyperparameters a checkpoint was trained with; the example's digits if it has no meta file."""
+def _saved_meta(prefix: str) -> dict:
+    """The meta file as saved; the example's digits (an empty dict) if there is none."""
     path = meta_path(prefix)
     if not os.path.isfile(path):
-        return Hyperparams()
+        return {}
     try:
         with open(path, encoding="utf-8") as file:
             saved = json.load(file)
-    except (OSError, ValueError) as error:
+    except (OSError, ValueError, RecursionError) as error:
         raise CheckpointError(f"{path} is not a valid checkpoint meta file: {error}") from None
+    if not isinstance(saved, dict):
+        raise CheckpointError(f"{path} is not a valid checkpoint meta file: it is not a JSON object")
+    return saved
+
+
+def _with_network(saved: dict, symbol, arg_params: dict) -> dict:
+    """`network` and `loss`, which older meta files lack, taken from the checkpoint itself."""
+    return {"network": network_of(arg_params), "loss": loss_of(symbol)} | saved
+
+
+def read_meta(prefix: str, epoch: int | None = None) -> dict:
+    """The meta file as saved, `network` and `loss` filled in from the checkpoint of `epoch` (the latest
+    if None) where the file predates them."""
+    saved = _saved_meta(prefix)
+    if ("network" not in saved or "loss" not in saved) and saved_epochs(prefix):
+        symbol, arg_params, _ = load(prefix, epoch if epoch is not None else latest_epoch(prefix))
+        saved = _with_network(saved, symbol, arg_params)
+    return saved
+
+
+def _hyperparams(prefix: str, saved: dict) -> Hyperparams:
     try:
         return hyperparameters.from_saved(saved)
     except InputError as error:
-        raise CheckpointError(f"{path} is not a valid checkpoint meta file: it {error}") from None
+        raise CheckpointError(f"{meta_path(prefix)} is not a valid checkpoint meta file: it {error}") from None
+
+
+def load_hyperparams(prefix: str, epoch: int | None = None) -> Hyperparams:
+    """The hyperparameters a checkpoint was trained with (see read_meta)."""
+    return _hyperparams(prefix, read_meta(prefix, epoch))
 
 
 def load_with_hyperparams(prefix: str, epoch: int) -> tuple:
     """(symbol, arg_params, aux_params, hp) of a checkpoint, or CheckpointError; the meta file's
     alphabet must fit the classes of the params (a meta file from another run reads the wrong text)."""
     symbol, arg_params, aux_params = load(prefix, epoch)
-    hp = load_hyperparams(prefix)
+    hp = _hyperparams(prefix, _with_network(_saved_meta(prefix), symbol, arg_params))
     if "pred_fc_weight" in arg_params and arg_params["pred_fc_weight"].shape[0] != hp.num_classes:
         raise CheckpointError(f"{meta_path(prefix)} has {len(hp.chars)} characters but {params_path(prefix, epoch)} "
                               f"has {arg_params['pred_fc_weight'].shape[0] - 1}")

@@ -11,6 +11,10 @@ itself is killed. The exit code is the failed process's (130 after a signal). Wo
 in start order; MXNet assigns their ranks.
 """
 
+import venv_check  # noqa: F401  (first: one error line, not a traceback, without the .venv's packages)
+
+# isort: split
+
 import argparse
 import ctypes
 import os

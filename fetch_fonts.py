@@ -10,6 +10,10 @@ Every copied font must have a glyph for each digit, or it is removed with a warn
 and their licences are listed in font/README.md.
 """
 
+import venv_check  # noqa: F401  (first: one error line, not a traceback, without the .venv's packages)
+
+# isort: split
+
 import os
 import shutil
 import subprocess

@@ -14,6 +14,12 @@ RENDER_SCALE = 2  # captchas are drawn at twice the network's image size, then s
 # model uses the first --crnn_blocks. Each block halves the height; the width pooling multiplies to
 # 4 image columns per output step. --crnn_first_channels overrides the first block's channels.
 CRNN_BLOCKS = ((32, (2, 2)), (64, (2, 2)), (128, (2, 1)))
+# The networks of lstm.py and their training losses; the fused LSTM keeps its weights in one vector of
+# this name (which is how a checkpoint without `network` in its meta file is known as fused).
+NETWORKS = ("fused", "unrolled", "crnn")
+LOSSES = ("ctc", "warpctc")
+FUSED_PARAMS = "lstm_parameters"
+CRNN_FIRST_CONV = "c0_conv_weight"  # the crnn's first convolution: only a crnn checkpoint has it
 # Captcha styles (`--style`): the example's look (the captcha package's), or the varied family of
 # captcha_styles.py: image sizes from VARIED_MIN_SIZE to VARIED_MAX_SIZE (width, height), a share of
 # images in the example's look, a share inverted (light text on dark).
@@ -35,7 +41,8 @@ FITS = ("stretch", "pad")
 LR_SCHEDULES = ("constant", "cosine")  # cosine: from --learning_rate down to FINAL_LR_FRACTION of it
 FINAL_LR_FRACTION = 0.05
 # hyperparameters whose option takes one of a few values
-CHOICES = {"optimizer": OPTIMIZERS, "fit": FITS, "lr_schedule": LR_SCHEDULES, "case": CASES}
+CHOICES = {"optimizer": OPTIMIZERS, "fit": FITS, "lr_schedule": LR_SCHEDULES, "case": CASES, "network": NETWORKS,
+           "loss": LOSSES}
 # Limits on what a user hands in: an image's encoded bytes and decoded pixels (a decompression bomb
 # names its size in one line instead of filling the memory).
 MAX_IMAGE_BYTES = 50 * 1024 * 1024
@@ -79,6 +86,8 @@ def _other_case(char: str) -> str:
 class Hyperparams:
     """The example's defaults; `seq_length` x `image_height` is the network's image (width x height)."""
 
+    network: str = "fused"
+    loss: str = "ctc"
     batch_size: int = 128
     train_epoch_size: int = 30000
     eval_epoch_size: int = 3000
@@ -162,18 +171,13 @@ class Hyperparams:
             raise InputError(f"--min_len {self.min_len} exceeds --max_len {self.max_len}")
         if 2 * self.max_len + 1 > self.seq_length:
             raise InputError(f"--seq_length {self.seq_length} is too short for {self.max_len} characters")
-        if self.optimizer not in OPTIMIZERS:
-            raise InputError(f"--optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
-        if self.fit not in FITS:
-            raise InputError(f"--fit must be one of {', '.join(FITS)}, got {self.fit!r}")
-        if self.lr_schedule not in LR_SCHEDULES:
-            raise InputError(f"--lr_schedule must be one of {', '.join(LR_SCHEDULES)}, got {self.lr_schedule!r}")
+        for name, choices in CHOICES.items():
+            if getattr(self, name) not in choices:
+                raise InputError(f"--{name} must be one of {', '.join(choices)}, got {getattr(self, name)!r}")
         if not self.chars:
             raise InputError("--chars must not be empty")
         if len(set(self.chars)) != len(self.chars):
             raise InputError(f"--chars has a repeated character: {self.chars!r}")
-        if self.case not in CASES:
-            raise InputError(f"--case must be one of {', '.join(CASES)}, got {self.case!r}")
         both = sorted(c for c in self.chars if c.islower() and c.upper() in self.chars)
         if self.case == "fold" and both:
             raise InputError(f"--case fold reads letters in one case; --chars holds both cases of {''.join(both)!r}")
@@ -206,18 +210,20 @@ def folder_schedule(train_images: int, finetune: bool) -> dict:
 
 
 def for_recipe(name: str) -> Hyperparams:
-    """The hyperparameters a recipe sets (its other entries, such as `network`, are options)."""
-    known = {field.name for field in fields(Hyperparams)}
-    return Hyperparams(**{k: v for k, v in RECIPES[name].items() if k in known})
+    """The hyperparameters a recipe sets."""
+    return Hyperparams(**RECIPES[name])
 
 
-def add_arguments(parser: argparse.ArgumentParser, names: tuple[str, ...] | None = None) -> None:
-    """Add a `--name` option for every hyperparameter (or those in `names`), defaulting to the example's value."""
+def add_arguments(parser: argparse.ArgumentParser, names: tuple[str, ...] | None = None,
+                  defaults: bool = True) -> None:
+    """Add a `--name` option for every hyperparameter (or those in `names`), defaulting to the example's
+    value (or, without `defaults`, absent from the parsed arguments unless given)."""
     group = parser.add_argument_group("hyperparameters")
     for field in fields(Hyperparams):
         if names is not None and field.name not in names:
             continue
-        group.add_argument(f"--{field.name}", *ALIASES.get(field.name, []), type=field.type, default=field.default,
+        group.add_argument(f"--{field.name}", *ALIASES.get(field.name, []), type=field.type,
+                           default=field.default if defaults else argparse.SUPPRESS,
                            choices=CHOICES.get(field.name), help=f"[default {field.default}]")
 
 

@@ -6,19 +6,22 @@ step and layer) and `fused` (one `mx.sym.RNN` op, MKL-DNN on CPU, cuDNN on GPU).
 `convert_params` turns the weights of one into the other's.
 """
 
+import venv_check  # noqa: F401  (first: one error line, not a traceback, without the .venv's packages)
+
+# isort: split
+
 import math
 import os
+from dataclasses import replace
 
 import mxnet as mx
 import numpy as np
 
+import checkpoint
 import warpctc  # noqa: F401  (registers the WarpCTC-compatible custom op)
-from hyperparameters import CRNN_BLOCKS, Hyperparams
+from hyperparameters import CRNN_BLOCKS, FUSED_PARAMS, Hyperparams
 
 os.environ.setdefault("MXNET_SUBGRAPH_VERBOSE", "0")  # no "Subgraph backend MKLDNN is activated" per bind
-NETWORKS = ("fused", "unrolled", "crnn")
-LOSSES = ("ctc", "warpctc")
-FUSED_PARAMS = "lstm_parameters"
 # Row blocks of an LSTM weight matrix: the unrolled cell's gates are (input, transform, forget,
 # output); the fused op's are (input, forget, transform, output). Swapping blocks 1 and 2 maps
 # either order to the other.
@@ -92,15 +95,15 @@ def crnn_pooling(hp: Hyperparams) -> tuple[int, int]:
     return math.prod(rows for rows, _ in pools), math.prod(columns for _, columns in pools)
 
 
-def output_steps(hp: Hyperparams, network: str) -> int:
+def output_steps(hp: Hyperparams) -> int:
     """Time steps of the network's output sequence."""
-    return hp.seq_length // crnn_pooling(hp)[1] if network == "crnn" else hp.seq_length
+    return hp.seq_length // crnn_pooling(hp)[1] if hp.network == "crnn" else hp.seq_length
 
 
-def _add_loss(hp: Hyperparams, pred, loss: str, steps: int):
-    """Training head on the (T*N, classes) activations; its first output is the softmax."""
+def _add_loss(hp: Hyperparams, pred, steps: int):
+    """Training head (hp.loss) on the (T*N, classes) activations; its first output is the softmax."""
     label = mx.sym.Variable("label")
-    if loss == "ctc":
+    if hp.loss == "ctc":
         per_step = mx.sym.reshape(pred, shape=(-4, steps, -1, 0))  # (T, N, classes)
         ctc = mx.sym.MakeLoss(mx.sym.contrib.ctc_loss(per_step, label), name="ctc")
         softmax = mx.sym.BlockGrad(mx.sym.softmax(pred), name="softmax")
@@ -112,14 +115,15 @@ def _add_loss(hp: Hyperparams, pred, loss: str, steps: int):
                          label_length=hp.num_label, input_length=steps)
 
 
-def lstm_ocr(hp: Hyperparams, network: str = "fused", loss: str | None = "ctc"):
-    """The network on `data` (N, seq_length, image_height): with a CTC `loss`, or a softmax if None."""
+def lstm_ocr(hp: Hyperparams, training: bool = True):
+    """Network hp.network on `data` (N, seq_length, image_height): with its CTC loss (hp.loss) for
+    training, else a softmax."""
     data = mx.sym.Variable("data")
-    features = {"fused": _fused_features, "unrolled": _unrolled_features, "crnn": _crnn_features}[network](hp, data)
+    features = {"fused": _fused_features, "unrolled": _unrolled_features, "crnn": _crnn_features}[hp.network](hp, data)
     pred = mx.sym.FullyConnected(features, num_hidden=hp.num_classes, name="pred_fc")
-    if loss is None:
+    if not training:
         return mx.sym.softmax(pred, name="softmax")
-    return _add_loss(hp, pred, loss, output_steps(hp, network))
+    return _add_loss(hp, pred, output_steps(hp))
 
 
 def inference_symbol(training_symbol):
@@ -127,18 +131,12 @@ def inference_symbol(training_symbol):
     return mx.sym.softmax(training_symbol.get_internals()["pred_fc_output"], name="softmax")
 
 
-def network_of(arg_params: dict) -> str:
-    """Which network a set of parameters belongs to."""
-    if "c0_conv_weight" in arg_params:
-        return "crnn"
-    return "fused" if FUSED_PARAMS in arg_params else "unrolled"
-
-
-def initial_params(hp: Hyperparams, network: str, initializer: mx.init.Initializer) -> dict:
-    """Fresh weights for `network`. The fused network gets the unrolled one's initialization,
+def initial_params(hp: Hyperparams, initializer: mx.init.Initializer) -> dict:
+    """Fresh weights for hp.network. The fused network gets the unrolled one's initialization,
     converted, so both start from the same function; a CRNN's fused LSTM vector is uniform in
     +-1/sqrt(hidden)."""
-    symbol = lstm_ocr(hp, "crnn" if network == "crnn" else "unrolled", loss=None)
+    network = hp.network
+    symbol = lstm_ocr(replace(hp, network="crnn" if network == "crnn" else "unrolled"), training=False)
     shapes, _, _ = symbol.infer_shape(data=(1, hp.image_width, hp.image_height))
     params = {}
     for name, shape in zip(symbol.list_arguments(), shapes, strict=True):
@@ -166,7 +164,7 @@ def convert_params(arg_params: dict, hp: Hyperparams, to: str) -> dict:
     b_h2h; each with its gate rows in the fused order.
     """
     params = _to_numpy(arg_params)
-    if network_of(params) == to:
+    if checkpoint.network_of(params) == to:
         return {name: mx.nd.array(value) for name, value in params.items()}
     names = [f"l{layer}_{kind}_{part}" for part in ("weight", "bias")
              for layer in range(hp.num_lstm_layer) for kind in ("i2h", "h2h")]
@@ -186,36 +184,26 @@ def convert_params(arg_params: dict, hp: Hyperparams, to: str) -> dict:
     return {name: mx.nd.array(value) for name, value in kept.items()}
 
 
-def loss_of(training_symbol) -> str:
-    """Which CTC loss a saved training symbol ends in."""
-    return "ctc" if "ctc_output" in training_symbol.list_outputs() else "warpctc"
-
-
 def main() -> None:
-    """Convert a checkpoint between the fused and unrolled networks (the same function), or export
-    any checkpoint's inference network as an ONNX model (`--to onnx --out model.onnx`)."""
-    import checkpoint
+    """Convert a checkpoint between the fused and unrolled networks (the same function). `--to onnx`
+    is kept as another name for onnx_export.py, the exporter (`--out model.onnx`)."""
     from cli import ArgumentParser, InputError, same_file
 
     parser = ArgumentParser(description=main.__doc__)
     parser.add_argument("--prefix", default="ocr", help="checkpoint to convert [default ocr]")
     parser.add_argument("--epoch", type=int, required=True, help="its epoch")
     parser.add_argument("--to", required=True, choices=("fused", "unrolled", "onnx"),
-                        help="the network to convert to, or onnx: an ONNX model file for ONNX Runtime")
+                        help="the network to convert to, or onnx: an ONNX model file (as onnx_export.py)")
     parser.add_argument("--out", required=True, help="prefix of the converted checkpoint, or the .onnx file")
+    parser.add_argument("--overwrite", action="store_true", help="with --to onnx: replace an existing --out file")
     args = parser.parse_args()
     if args.to == "onnx":
         import onnx_export
 
-        own_files = (checkpoint.symbol_path(args.prefix), checkpoint.meta_path(args.prefix),
-                     checkpoint.params_path(args.prefix, args.epoch))
-        if any(same_file(args.out, path) for path in own_files):
-            raise InputError(f"--out {args.out} is a file of the checkpoint itself; choose a new name")
-        network = onnx_export.export(args.prefix, args.epoch, args.out)
-        print(f"{network} checkpoint {checkpoint.params_path(args.prefix, args.epoch)} exported as ONNX {args.out}")
+        print(onnx_export.export_command(args.prefix, args.epoch, args.out, args.overwrite))
         return
     symbol, arg_params, aux_params, hp = checkpoint.load_with_hyperparams(args.prefix, args.epoch)
-    if network_of(arg_params) == "crnn":
+    if hp.network == "crnn":
         raise InputError(f"--to {args.to} converts a fused or unrolled checkpoint; this one is crnn")
     checkpoint.check_writable(args.out, [args.epoch])
     if (same_file(checkpoint.symbol_path(args.out), checkpoint.symbol_path(args.prefix))
@@ -223,8 +211,9 @@ def main() -> None:
         raise InputError(f"--out {args.out} already holds a checkpoint; a conversion never writes over one "
                          "(its input included): choose a new prefix")
     converted = convert_params(arg_params, hp, args.to)
-    checkpoint.save(args.out, args.epoch, lstm_ocr(hp, args.to, loss_of(symbol)), converted, aux_params, hp)
-    print(f"{network_of(arg_params)} checkpoint {checkpoint.params_path(args.prefix, args.epoch)} written as "
+    target = replace(hp, network=args.to)
+    checkpoint.save(args.out, args.epoch, lstm_ocr(target), converted, aux_params, target)
+    print(f"{hp.network} checkpoint {checkpoint.params_path(args.prefix, args.epoch)} written as "
           f"{args.to} {checkpoint.params_path(args.out, args.epoch)}")
 
 

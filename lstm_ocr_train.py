@@ -9,6 +9,10 @@ of labelled images (`--train_dir`), from scratch or from a checkpoint (`--finetu
 Writes `PREFIX-symbol.json`, `PREFIX-meta.json` and `PREFIX-%04d.params` (+ `.states`) every epoch.
 """
 
+import venv_check  # noqa: F401  (first: one error line, not a traceback, without the .venv's packages)
+
+# isort: split
+
 import argparse
 import logging
 import os
@@ -28,7 +32,7 @@ from captcha_generator import find_fonts
 from cli import ArgumentParser, InputError, Interrupted, check_count, exit_with, run_main, stop_on_signals
 from hyperparameters import RECIPES, STYLES, TEXT_FIELDS, Hyperparams
 from images import to_float
-from lstm import LOSSES, NETWORKS, convert_params, crnn_pooling, initial_params, lstm_ocr, network_of, output_steps
+from lstm import convert_params, crnn_pooling, initial_params, lstm_ocr, output_steps
 from multiproc_data import FolderSource, MPData, WorkerDied
 from ocr_iter import OCRIter, data_descs, fixed_iter
 
@@ -40,73 +44,149 @@ RANK_SEED_STRIDE = 1_000_003  # worker r of a distributed run generates data wit
 MAX_PROCESSES = 4 * (os.cpu_count() or 1)  # generator processes beyond this only thrash the machine
 MAX_DEVICES = 64  # --cpu / --gpu contexts
 # what a checkpoint fixes
-STRUCTURE_FIELDS = ("seq_length", "image_height", "num_hidden", "num_lstm_layer", "crnn_blocks", "crnn_first_channels",
-                    "fit")
+STRUCTURE_FIELDS = ("network", "seq_length", "image_height", "num_hidden", "num_lstm_layer", "crnn_blocks",
+                    "crnn_first_channels", "fit")
 MODEL_FIELDS = TEXT_FIELDS + STRUCTURE_FIELDS  # what a resumed run must keep
 WARMUP_UPDATES = 50  # updates of linear warm-up before a cosine schedule (a fresh pred_fc settles)
+# The options that are not hyperparameters, with their defaults. A run writes them into its meta file
+# (`options`); a resumed run takes those of the data back unless the command line gives them again.
+OPTION_DEFAULTS = {
+    "recipe": "example", "font_path": None, "train_dir": None, "val_dir": None, "synthetic": 0.0, "augment": 1,
+    "skip_bad": False, "finetune": None, "gpu": 0, "cpu": 1, "num_proc": 2, "prefix": "ocr", "overwrite": False,
+    "pool_size": 8192, "seed": None, "style": "example", "load_epoch": 0, "kv_store": "local",
+}
+RESUMED_OPTIONS = ("recipe", "font_path", "train_dir", "val_dir", "synthetic", "augment", "skip_bad", "pool_size",
+                   "seed", "style")
 
 
-def given_options(parser: argparse.ArgumentParser, argv: list[str] | None) -> set[str]:
-    """The options the command line sets itself (not left at their defaults)."""
-    saved = [(action, action.default) for action in parser._actions]
-    try:
-        for action in parser._actions:
-            action.default = argparse.SUPPRESS
-        return set(vars(parser.parse_args(argv)))
-    finally:
-        for action, default in saved:
-            action.default = default
-
-
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    """The options; those of `--recipe` become the defaults, which explicit options override."""
-    parser = ArgumentParser(description=__doc__)
-    parser.add_argument("--recipe", default="example", choices=tuple(RECIPES),
-                        help="a set of defaults (see hyperparameters.py) [default example]")
+def build_parser() -> ArgumentParser:
+    """The command line. Options the user leaves out are absent from what it parses (argparse's
+    SUPPRESS default): `resolve` fills them in, in order, from the recipe, the checkpoint, the folder."""
+    parser = ArgumentParser(description=__doc__, argument_default=argparse.SUPPRESS)
+    parser.add_argument("--recipe", choices=tuple(RECIPES),
+                        help="a set of defaults (see hyperparameters.py) [default example; fast with --train_dir]")
     parser.add_argument("font_path", nargs="?",
                         help="a .ttf font file, or a folder of them (with --train_dir, only for --synthetic)")
     parser.add_argument("--train_dir", help="train on this folder of labelled images (NNNN_TEXT.png names, or a "
                                             "labels.csv / labels.tsv of file,text) instead of generated captchas")
     parser.add_argument("--val_dir", help="validate on this folder [default: a fixed 10%% of --train_dir, never "
                                           "trained on]")
-    parser.add_argument("--synthetic", type=float, default=0.0,
+    parser.add_argument("--synthetic", type=float,
                         help="with --train_dir: this fraction of the samples is drawn by the generator in the "
                              "fonts of FONT_PATH [default 0]")
-    parser.add_argument("--augment", type=int, default=1, choices=(0, 1),
+    parser.add_argument("--augment", type=int, choices=(0, 1),
                         help="with --train_dir: jitter, blur, noise and contrast changes on the fly [default 1]")
     parser.add_argument("--skip_bad", action="store_true",
                         help="with --train_dir: skip unreadable images (counted in the log) instead of stopping")
     parser.add_argument("--finetune", metavar="PREFIX:EPOCH",
                         help="start from this checkpoint's weights (any network; the network and its size follow "
                              "it), with a fresh optimizer; a new alphabet gets a fresh pred_fc")
-    parser.add_argument("--gpu", type=int, default=0, help="number of GPUs to train on [default 0]")
-    parser.add_argument("--cpu", type=int, default=1, help="number of CPU contexts, when --gpu is 0 [default 1]")
-    parser.add_argument("--num_proc", type=int, default=2, help="CAPTCHA generating processes [default 2]")
-    parser.add_argument("--loss", default="ctc", choices=LOSSES, help="[default ctc]")
-    parser.add_argument("--network", default="fused", choices=NETWORKS, help="[default fused]")
-    parser.add_argument("--prefix", default="ocr", help="checkpoint prefix [default ocr]")
+    parser.add_argument("--gpu", type=int, help="number of GPUs to train on [default 0]")
+    parser.add_argument("--cpu", type=int, help="number of CPU contexts, when --gpu is 0 [default 1]")
+    parser.add_argument("--num_proc", type=int, help="CAPTCHA generating processes [default 2]")
+    parser.add_argument("--prefix", help="checkpoint prefix; its folder is created [default ocr]")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace the run already saved under --prefix (its files are deleted first)")
-    parser.add_argument("--pool_size", type=int, default=8192,
+    parser.add_argument("--pool_size", type=int,
                         help="samples in the reused training pool (at most an epoch's); 0 = every sample "
                              "fresh, as the example (the trainer then waits for the generators) [default 8192]")
-    parser.add_argument("--seed", type=int, default=None, help="random seed for reproducible runs")
-    parser.add_argument("--style", default="example", choices=STYLES,
+    parser.add_argument("--seed", type=int, help="random seed for reproducible runs")
+    parser.add_argument("--style", choices=STYLES,
                         help="captchas to train on: example (the example's look) or varied (a wide random family "
                              "of looks and sizes, captcha_styles.py) [default example]")
-    parser.add_argument("--load_epoch", type=int, default=0,
-                        help="resume from checkpoint PREFIX-%%04d.params (and .states) of this epoch")
-    parser.add_argument("--kv_store", default="local", choices=KV_STORES,
+    parser.add_argument("--load_epoch", type=int,
+                        help="resume from checkpoint PREFIX-%%04d.params (and .states) of this epoch, with the "
+                             "run's saved options")
+    parser.add_argument("--kv_store", choices=KV_STORES,
                         help="how gradients of several devices (local, device) or "
                              "machines (dist_*, under DMLC_ROLE=worker) are combined [default local]")
-    hyperparameters.add_arguments(parser)
-    args = parser.parse_args(argv)
-    given = given_options(parser, argv)
-    recipe = "fast" if args.train_dir and "recipe" not in given else args.recipe  # folders: the fast recipe
-    parser.set_defaults(**RECIPES[recipe])
-    args = parser.parse_args(argv)
-    args.recipe, args.given = recipe, given
+    hyperparameters.add_arguments(parser, defaults=False)
+    return parser
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Every option, those left out at their defaults; `given` names the ones the command line sets."""
+    given = vars(build_parser().parse_args(argv))
+    args = argparse.Namespace(**(OPTION_DEFAULTS | given))
+    args.given = frozenset(given)
+    if "recipe" not in given and args.train_dir:
+        args.recipe = "fast"  # folders: the fast recipe
     return args
+
+
+@dataclass
+class Run:
+    """A training run resolved from its command line: the options, the complete and checked
+    hyperparameters, the folder's images (if --train_dir), the checkpoint to fine-tune from."""
+
+    args: argparse.Namespace
+    hp: Hyperparams
+    plan: "FolderPlan | None"
+    start: "Start | None"
+    fonts: list[str]  # checked to draw every character of the alphabet (none for a folder without --synthetic)
+
+
+def resolve(argv: list[str] | None = None) -> Run:
+    """The one place the options are decided, each from the first that sets it: the command line, a
+    resumed run's meta file, the folder's labels and size (FOLDER_RULES), the --finetune checkpoint,
+    the recipe, the defaults. Every refusal that can be known before work starts comes from here, before
+    an image is decoded or drawn: the data options, the prefix (its folder is created), the checkpoint,
+    the folder's labels, the hyperparameters, the fonts."""
+    args = parse_args(argv)
+    check_data_args(args)
+    saved = resumed_meta(args) if args.load_epoch else None
+    if saved is not None:
+        for name in RESUMED_OPTIONS:
+            if name not in args.given and name in saved.get("options", {}):
+                setattr(args, name, saved["options"][name])
+    check_prefix(args)
+    start = load_start(args.finetune) if args.finetune else None
+    plan = plan_folders(args) if args.train_dir else None
+    case = next((layer["case"] for layer in (vars(args), saved or {}, vars(start.hp) if start else {})
+                 if "case" in layer), "keep")
+    if plan is not None and case == "fold":
+        plan = folded(plan, start)
+    layers = [{k: v for k, v in RECIPES[args.recipe].items() if k in HYPERPARAMETERS}]
+    if start is not None:
+        layers.append({name: getattr(start.hp, name) for name in STRUCTURE_FIELDS + (TEXT_FIELDS if plan is None
+                                                                                       else ())})
+    if plan is not None:
+        layers.append(folder_hyperparams(plan, start) | {"case": case})
+    if saved is not None:
+        layers.append({name: value for name, value in saved.items() if name in HYPERPARAMETERS})
+    values = {name: getattr(args, name) for name in HYPERPARAMETERS if name in args.given}
+    for layer in reversed(layers):
+        values = layer | values
+    hp = Hyperparams(**values)
+    if saved is not None:
+        check_resumed(args, hp, hyperparameters.from_saved(saved))
+    if plan is not None:
+        check_folder_labels(hp, plan)
+    check_args(args, hp)
+    if start is not None:
+        fitted_params(start, hp)  # a checkpoint that does not fit these options is refused now
+    fonts = find_fonts(args.font_path, hp.drawn_chars) if plan is None or args.synthetic else []
+    return Run(args, hp, plan, start, fonts)
+
+
+HYPERPARAMETERS = tuple(field.name for field in fields(Hyperparams))
+
+
+def folded(plan: "FolderPlan", start: "Start | None") -> "FolderPlan":
+    """The folder's labels in one case (a case-folding model reads letters in either): the checkpoint's
+    alphabet's, else lower case."""
+    fold = Hyperparams(chars=start.hp.chars, case="fold").fold if start is not None else str.lower
+    return FolderPlan(*([(path, fold(text)) for path, text in items] for items in (plan.train, plan.val)))
+
+
+def folder_hyperparams(plan: "FolderPlan", start: "Start | None") -> dict:
+    """What a folder decides: the alphabet and lengths of its labels (the checkpoint's alphabet if it
+    holds them all, so that pred_fc is kept), its epochs and learning rate (FOLDER_RULES), its validation size."""
+    chars, min_len, max_len = labelled_data.text_fields([text for _, text in plan.items])
+    if start is not None and set(chars) <= set(start.hp.chars):
+        chars = start.hp.chars
+    return {"chars": chars, "min_len": min_len, "max_len": max_len, "eval_epoch_size": len(plan.val),
+            **hyperparameters.folder_schedule(len(plan.train), start is not None)}
 
 
 def check_args(args: argparse.Namespace, hp: Hyperparams) -> None:
@@ -127,14 +207,14 @@ def check_args(args: argparse.Namespace, hp: Hyperparams) -> None:
         raise InputError(f"--gpu must be at most {MAX_DEVICES}, got {args.gpu}")
     hp.validate()
     for name in ("crnn_blocks", "crnn_first_channels"):
-        if name in args.given and args.network != "crnn":
-            raise InputError(f"--{name} sizes the crnn's convolutional front end; --network {args.network} has none")
-    if args.network == "crnn" and hp.image_height < crnn_pooling(hp)[0]:
+        if name in args.given and hp.network != "crnn":
+            raise InputError(f"--{name} sizes the crnn's convolutional front end; --network {hp.network} has none")
+    if hp.network == "crnn" and hp.image_height < crnn_pooling(hp)[0]:
         raise InputError(f"--image_height {hp.image_height} is too low for --crnn_blocks {hp.crnn_blocks}: "
                          f"each block halves it, so it needs at least {crnn_pooling(hp)[0]} rows")
-    steps = output_steps(hp, args.network)
+    steps = output_steps(hp)
     if 2 * hp.max_len + 1 > steps:
-        raise InputError(f"--network {args.network} reads {steps} steps of a {hp.seq_length}-column image, "
+        raise InputError(f"--network {hp.network} reads {steps} steps of a {hp.seq_length}-column image, "
                          f"too few for --max_len {hp.max_len}")
     if args.load_epoch >= hp.num_epoch:
         raise InputError(f"--load_epoch {args.load_epoch} leaves nothing to train: --num_epoch is {hp.num_epoch}")
@@ -143,13 +223,17 @@ def check_args(args: argparse.Namespace, hp: Hyperparams) -> None:
     if args.gpu and not mx.runtime.Features().is_enabled("CUDA"):
         raise InputError("--gpu needs an MXNet build with CUDA; this one is CPU-only "
                          "(pip install mxnet-cu112==1.9.1 brings CUDA 11.2), or train with --cpu")
-    if args.load_epoch and args.overwrite:
-        raise InputError("--overwrite starts a new run; --load_epoch resumes one: give one of them")
     checkpoint.check_writable(args.prefix, list(range(args.load_epoch + 1, hp.num_epoch + 1)))
 
 
 def check_data_args(args: argparse.Namespace) -> None:
     """Raise InputError for data options that do not go together."""
+    if args.load_epoch and args.overwrite:
+        raise InputError("--overwrite starts a new run; --load_epoch resumes one: give one of them")
+    if args.finetune and args.load_epoch:
+        raise InputError("--finetune starts a new run from a checkpoint; --load_epoch resumes one: give one of them")
+    if args.load_epoch:
+        return  # the resumed run's own data options are checked once they are read back
     if not args.train_dir:
         for name in ("val_dir", "skip_bad"):
             if getattr(args, name):
@@ -163,36 +247,60 @@ def check_data_args(args: argparse.Namespace) -> None:
         raise InputError(f"--synthetic is a fraction between 0 and 1, got {args.synthetic}")
     if args.synthetic and not args.font_path:
         raise InputError("--synthetic draws captchas: give a font path (a .ttf file or a folder of them)")
-    if args.finetune and args.load_epoch:
-        raise InputError("--finetune starts a new run from a checkpoint; --load_epoch resumes one: give one of them")
 
 
-def claim_prefix(args: argparse.Namespace, hp: Hyperparams) -> None:
-    """Make `--prefix` this run's: a new run never writes over another run's files unless told to
-    (`--overwrite` deletes them first); a resumed run keeps them. Temporary files of killed runs go."""
-    for path in checkpoint.clear_stale_temporaries(args.prefix):
-        logging.info("Removed %s, left by a stopped run", path)
-    if args.load_epoch:
-        training_curves.load(args.prefix, args.load_epoch)  # a corrupt history fails now, not after an epoch
-        saved = checkpoint.load_hyperparams(args.prefix)
-        for name in MODEL_FIELDS:
-            if getattr(saved, name) != getattr(hp, name):
-                raise InputError(f"{args.prefix} was trained with --{name} {getattr(saved, name)!r}, not "
-                                 f"{getattr(hp, name)!r}: resume with the same --{name}")
+def resumed_meta(args: argparse.Namespace) -> dict:
+    """The meta file of the run --load_epoch resumes (its history checked now, not after an epoch)."""
+    training_curves.load(args.prefix, args.load_epoch)
+    checkpoint.load(args.prefix, args.load_epoch)  # the checkpoint exists and loads, or CheckpointError
+    return checkpoint.read_meta(args.prefix, args.load_epoch)
+
+
+def check_resumed(args: argparse.Namespace, hp: Hyperparams, saved: Hyperparams) -> None:
+    """A resumed run keeps what fixes its model: InputError for a command line that changes it."""
+    for name in MODEL_FIELDS:
+        if getattr(saved, name) != getattr(hp, name):
+            raise InputError(f"{args.prefix} was trained with --{name} {getattr(saved, name)!r}, not "
+                             f"{getattr(hp, name)!r}: resume with the same --{name}")
+
+
+def check_prefix(args: argparse.Namespace) -> None:
+    """Create the prefix's folder; InputError if a new run would write over another run's files
+    (unless --overwrite, whose deletion comes later, in claim_prefix, once nothing can be refused)."""
+    folder = os.path.dirname(os.path.abspath(args.prefix))
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as error:
+        raise InputError(f"cannot create the checkpoint folder {folder}: {error.strerror or error}") from None
+    if args.load_epoch or args.overwrite:
         return
-    epochs = checkpoint.saved_epochs(args.prefix)
-    existing = [path for path in checkpoint.file_names(args.prefix, epochs)
-                if os.path.isfile(path) and path != checkpoint.lock_path(args.prefix)]
-    if not existing:
-        return
-    if not args.overwrite:
+    existing = earlier_run(args.prefix)
+    if existing:
+        epochs = checkpoint.saved_epochs(args.prefix)
         saved = f"epochs {epochs[0]}-{epochs[-1]}" if epochs else os.path.basename(existing[0])
         raise InputError(f"prefix {args.prefix} already holds a run ({saved}): resume it with --load_epoch "
                          f"{epochs[-1] if epochs else 'N'}, choose another --prefix, or pass --overwrite to "
                          "replace it")
+
+
+def earlier_run(prefix: str) -> list[str]:
+    """The files another run saved under `prefix`."""
+    return [path for path in checkpoint.file_names(prefix, checkpoint.saved_epochs(prefix))
+            if os.path.isfile(path) and path != checkpoint.lock_path(prefix)]
+
+
+def claim_prefix(args: argparse.Namespace) -> None:
+    """Make `--prefix` this run's, once the data is ready: `--overwrite` deletes the earlier run's files
+    (checked by check_prefix); a resumed run keeps them. Temporary files of killed runs go."""
+    for path in checkpoint.clear_stale_temporaries(args.prefix):
+        logging.info("Removed %s, left by a stopped run", path)
+    if args.load_epoch or not args.overwrite:
+        return
+    existing = earlier_run(args.prefix)
     for path in existing:
         os.remove(path)
-    logging.info("--overwrite: removed the %d files of the earlier run under %s", len(existing), args.prefix)
+    if existing:
+        logging.info("--overwrite: removed the %d files of the earlier run under %s", len(existing), args.prefix)
 
 
 @dataclass
@@ -238,7 +346,6 @@ class Start:
     """A checkpoint to fine-tune from."""
 
     name: str  # PREFIX:EPOCH as given
-    network: str
     hp: Hyperparams
     arg_params: dict
     aux_params: dict
@@ -253,50 +360,15 @@ def load_start(spec: str) -> Start:
     if "pred_fc_weight" not in arg_params:
         raise checkpoint.CheckpointError(f"--finetune {spec}: {checkpoint.params_path(prefix, int(epoch))} has no "
                                          "pred_fc layer: not a network of this project")
-    return Start(spec, network_of(arg_params), hp, arg_params, aux_params)
+    return Start(spec, hp, arg_params, aux_params)
 
 
-def adopt(hp: Hyperparams, values: dict, given: set[str]) -> None:
-    """Set the hyperparameters of `values` that the command line does not set itself."""
-    for name, value in values.items():
-        if name not in given:
-            setattr(hp, name, value)
-
-
-def derive_hyperparams(args: argparse.Namespace, hp: Hyperparams, plan: FolderPlan | None,
-                       start: Start | None) -> None:
-    """Fill what the user left open: the network and its size from the checkpoint of --finetune; the
-    alphabet and lengths from the folder's labels (the checkpoint's alphabet if it holds them all, so
-    that pred_fc is kept); the epochs and learning rate from the folder's size (FOLDER_RULES)."""
-    if start is not None:
-        if "network" not in args.given:
-            args.network = start.network
-        adopt(hp, {name: getattr(start.hp, name) for name in STRUCTURE_FIELDS}, args.given)
-        if plan is None:
-            adopt(hp, {name: getattr(start.hp, name) for name in TEXT_FIELDS}, args.given)
-    if plan is None:
-        return
-    if args.load_epoch:  # a resumed run keeps what it was started with, its network included
-        saved = checkpoint.load_hyperparams(args.prefix)
-        adopt(hp, {f.name: getattr(saved, f.name) for f in fields(Hyperparams)}, args.given)
-        if "network" not in args.given:
-            args.network = network_of(checkpoint.load(args.prefix, args.load_epoch)[1])
-        return
-    chars, min_len, max_len = labelled_data.text_fields([text for _, text in plan.items])
-    if start is not None and set(chars) <= set(start.hp.chars):
-        chars = start.hp.chars
-    adopt(hp, {"chars": chars, "min_len": min_len, "max_len": max_len}, args.given)
-    hp.min_len = min(hp.min_len, hp.max_len)
-    adopt(hp, hyperparameters.folder_schedule(len(plan.train), start is not None), args.given)
-    hp.eval_epoch_size = len(plan.val)
-
-
-def check_folder_labels(args: argparse.Namespace, hp: Hyperparams, plan: FolderPlan) -> None:
+def check_folder_labels(hp: Hyperparams, plan: FolderPlan) -> None:
     """InputError for labels the network cannot learn: characters outside --chars, or too long."""
-    steps = output_steps(hp, args.network)
+    steps = output_steps(hp)
     emits = (steps - 1) // 2  # what check_args allows: 2 * max_len + 1 steps
     most, why = ((hp.max_len, f"of --max_len {hp.max_len}") if hp.max_len < emits else
-                 (emits, f"--network {args.network} reads in its {steps} steps"))
+                 (emits, f"--network {hp.network} reads in its {steps} steps"))
     labelled_data.check_texts(plan.items, hp.chars, most, why)
     size = len(plan.items) * hp.image_width * hp.image_height
     if size > hyperparameters.MAX_FOLDER_BYTES:
@@ -304,20 +376,20 @@ def check_folder_labels(args: argparse.Namespace, hp: Hyperparams, plan: FolderP
                          f"limit of {hyperparameters.MAX_FOLDER_BYTES}: train on fewer")
 
 
-def fitted_params(start: Start, args: argparse.Namespace, hp: Hyperparams) -> tuple[dict, dict]:
+def fitted_params(start: Start, hp: Hyperparams) -> tuple[dict, dict]:
     """The checkpoint's weights for the network of these options: converted between fused and
     unrolled if need be, without pred_fc if the alphabet differs; InputError if they cannot fit."""
     arg_params = start.arg_params
-    if args.network != start.network:
-        if "crnn" in (args.network, start.network):
-            raise InputError(f"--finetune {start.name} is a {start.network} network; --network {args.network} "
+    if hp.network != start.hp.network:
+        if "crnn" in (hp.network, start.hp.network):
+            raise InputError(f"--finetune {start.name} is a {start.hp.network} network; --network {hp.network} "
                              "cannot start from it (leave --network out to follow the checkpoint)")
-        arg_params = convert_params(arg_params, start.hp, args.network)
+        arg_params = convert_params(arg_params, start.hp, hp.network)
     if hp.chars != start.hp.chars:
         arg_params = {name: value for name, value in arg_params.items() if not name.startswith("pred_fc")}
         logging.info("The alphabet %r differs from the checkpoint's %r: every layer but pred_fc is kept, pred_fc "
                      "starts fresh", hp.chars, start.hp.chars)
-    symbol = lstm_ocr(hp, args.network, args.loss)
+    symbol = lstm_ocr(hp)
     shapes = {"data": (hp.batch_size, hp.image_width, hp.image_height), "label": (hp.batch_size, hp.num_label)}
     arg_shapes, _, aux_shapes = symbol.infer_shape(**shapes)
     needed = dict(zip(symbol.list_arguments(), arg_shapes, strict=True))
@@ -334,7 +406,7 @@ def fitted_params(start: Start, args: argparse.Namespace, hp: Hyperparams) -> tu
         problems += [f"it lacks {name}" for name in wanted if name not in given and not name.startswith("pred_fc")]
     if problems:
         raise InputError(f"checkpoint {start.name} does not fit the network of these options (--network "
-                         f"{args.network}, --num_hidden {hp.num_hidden}, --num_lstm_layer {hp.num_lstm_layer}, "
+                         f"{hp.network}, --num_hidden {hp.num_hidden}, --num_lstm_layer {hp.num_lstm_layer}, "
                          f"--crnn_blocks {hp.crnn_blocks}, --crnn_first_channels {hp.crnn_first_channels}, "
                          f"--image_height {hp.image_height}): {problems[0]}")
     return arg_params, dict(start.aux_params)
@@ -363,7 +435,7 @@ class BatchLogger:
         self.batch_size, self.every = batch_size, every
         self.tic = time.time()
 
-    def __call__(self, epoch: int, batch: int, metric: mx.metric.EvalMetric) -> None:
+    def __call__(self, epoch: int, batch: int, metric: mx.metric.EvalMetric) -> None:  # epoch from 1
         if batch % self.every:
             return
         speed = self.every * self.batch_size / (time.time() - self.tic)
@@ -395,16 +467,18 @@ def evaluate(mod: mx.mod.Module, images: np.ndarray, labels: np.ndarray, hp: Hyp
 
 
 def fit(mod: mx.mod.Module, train_iter: OCRIter, val_iter, hp: Hyperparams, prefix: str | None,
-        begin_epoch: int, save_states: bool = True) -> None:
+        begin_epoch: int, save_states: bool = True, options: dict | None = None) -> list:
     """The example's training loop (Module.fit's): log and validate every epoch and, unless `prefix`
-    is None, write the checkpoint, the history and its curves. `val_iter` is an iterator to score,
-    or a function that returns the validation scores."""
+    is None, write the checkpoint (its meta file with the run's `options`), the history and its curves.
+    `val_iter` is an iterator to score, or a function that returns the validation scores. Epochs are
+    numbered from 1 in the log as in the file names; returns the history."""
     metric = mx.metric.CompositeEvalMetric([mx.metric.np(ctc_metrics.accuracy, allow_extra_outputs=True),
                                             ctc_metrics.CtcLoss()])
     log_batch = BatchLogger(hp.batch_size, LOG_EVERY)
     history = training_curves.load(prefix, begin_epoch) if prefix is not None else []
     samples, seconds = (history[-1].samples, history[-1].seconds) if history else (0, 0.0)
-    for epoch in range(begin_epoch, hp.num_epoch):
+    started = time.time()
+    for epoch in range(begin_epoch + 1, hp.num_epoch + 1):
         tic = time.time()
         metric.reset()
         train_iter.reset()
@@ -422,17 +496,27 @@ def fit(mod: mx.mod.Module, train_iter: OCRIter, val_iter, hp: Hyperparams, pref
         seconds += time.time() - tic
         if prefix is not None:
             arg_params, aux_params = mod.get_params()
-            checkpoint.save(prefix, epoch + 1, mod.symbol, arg_params, aux_params, hp,
+            checkpoint.save(prefix, epoch, mod.symbol, arg_params, aux_params, hp,
                             (lambda path: checkpoint.save_optimizer_states(updater_of(mod), path))
-                            if save_states else None)
+                            if save_states else None, options)
         val_scores = val_iter() if callable(val_iter) else dict(mod.score(val_iter, metric))
         for name, value in val_scores.items():
             logging.info("Epoch[%d] Validation-%s=%f", epoch, name, value)
         history.append(training_curves.EpochRecord(
-            epoch + 1, samples, seconds, train_scores["accuracy"], train_scores["loss"],
+            epoch, samples, seconds, train_scores["accuracy"], train_scores["loss"],
             val_scores["accuracy"], val_scores["loss"]))
         if prefix is not None:
             training_curves.save(prefix, history)
+        left = (time.time() - started) / (epoch - begin_epoch) * (hp.num_epoch - epoch)
+        logging.info("Epoch[%d] done: epoch %d/%d, about %s left", epoch, epoch, hp.num_epoch, duration(left))
+    return history
+
+
+def duration(seconds: float) -> str:
+    """`1 h 05 min`, `12 min`, `40 s`."""
+    if seconds >= 3600:
+        return f"{int(seconds // 3600)} h {int(seconds % 3600 // 60):02d} min"
+    return f"{round(seconds / 60)} min" if seconds >= 60 else f"{round(seconds)} s"
 
 
 def optimizer_params(hp: Hyperparams) -> dict:
@@ -455,24 +539,23 @@ def build_module(args: argparse.Namespace, hp: Hyperparams, kv: "mx.kv.KVStore |
                  start: tuple[dict, dict] | None = None) -> mx.mod.Module:
     """The bound Module with fresh weights, the weights of `start` (--finetune: arg and aux params,
     fitted), or checkpoint `--load_epoch` and its optimizer state."""
-    mod = mx.mod.Module(lstm_ocr(hp, args.network, args.loss), data_names=["data"], label_names=["label"],
-                        context=contexts(args))
+    mod = mx.mod.Module(lstm_ocr(hp), data_names=["data"], label_names=["label"], context=contexts(args))
     provide_data, provide_label = data_descs(hp)
     mod.bind(data_shapes=provide_data, label_shapes=provide_label)
     initializer = mx.init.Xavier(factor_type="in", magnitude=2.34)
     if not args.load_epoch:
-        fresh = initial_params(hp, args.network, initializer)
+        fresh = initial_params(hp, initializer)
         if start is not None:
             mod.init_params(initializer, arg_params=fresh | start[0], aux_params=start[1], allow_missing=True)
-            logging.info("Fine-tuning from %s (%s network); the optimizer starts afresh", args.finetune, args.network)
+            logging.info("Fine-tuning from %s (%s network); the optimizer starts afresh", args.finetune, hp.network)
         else:
             mod.init_params(initializer, arg_params=fresh, allow_missing=True)
         mod.init_optimizer(kvstore=kv, optimizer=hp.optimizer, optimizer_params=optimizer_params(hp))
         return mod
     _, arg_params, aux_params = checkpoint.load(args.prefix, args.load_epoch)
-    if network_of(arg_params) != args.network:
-        raise InputError(f"checkpoint {args.prefix} epoch {args.load_epoch} is a {network_of(arg_params)} "
-                         f"network: resume with --network {network_of(arg_params)}")
+    if checkpoint.network_of(arg_params) != hp.network:
+        raise InputError(f"checkpoint {args.prefix} epoch {args.load_epoch} is a {checkpoint.network_of(arg_params)} "
+                         f"network: resume with --network {checkpoint.network_of(arg_params)}")
     try:
         mod.init_params(arg_params=arg_params, aux_params=aux_params, allow_missing=False)
     except (mx.base.MXNetError, RuntimeError, ValueError) as error:
@@ -560,7 +643,7 @@ def train(args: argparse.Namespace, hp: Hyperparams, fonts: list[str], plan: Fol
             logging.info("Decoding %d images with %d processes", len(source.paths), args.num_proc)
             held_out = check_decoded(args, data, source)
         if rank == 0:
-            claim_prefix(args, hp)
+            claim_prefix(args)
         mod = build_module(args, hp, kv, start)
         if source is not None:
             data.release()
@@ -581,34 +664,34 @@ def train(args: argparse.Namespace, hp: Hyperparams, fonts: list[str], plan: Fol
             return data.sample(batch_size) if args.pool_size else data.take_block()
 
         train_iter = OCRIter(hp.train_epoch_size, hp, next_batch)
-        fit(mod, train_iter, val_iter, hp, args.prefix if rank == 0 else None, args.load_epoch,
-            save_states=not distributed)
+        history = fit(mod, train_iter, val_iter, hp, args.prefix if rank == 0 else None, args.load_epoch,
+                      save_states=not distributed, options={name: getattr(args, name) for name in OPTION_DEFAULTS})
         if distributed:
             logging.info("Parameters sha256=%s", checkpoint.params_digest(mod.get_params()[0]))
+        if rank == 0:
+            print(reading_command(args, history[-1]), flush=True)
+
+
+def reading_command(args: argparse.Namespace, last: "training_curves.EpochRecord") -> str:
+    """The command that reads with the last epoch, and what it scored on the validation set."""
+    target = args.val_dir or "IMAGE_OR_FOLDER"
+    return (f"Read with: python lstm_ocr_infer.py --prefix {args.prefix} --epoch {last.epoch} {target}  "
+            f"(validation accuracy {last.val_accuracy:.4f} after {last.samples} samples)")
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = parse_args(argv)
-    hp = hyperparameters.from_args(args)
     logging.basicConfig(level=logging.INFO, format="%(asctime)-15s %(message)s")
-    check_data_args(args)
-    plan = plan_folders(args) if args.train_dir else None
-    start = load_start(args.finetune) if args.finetune else None
-    derive_hyperparams(args, hp, plan, start)
-    if plan is not None:
-        check_folder_labels(args, hp, plan)
-    check_args(args, hp)
-    if plan is not None:
-        logging.info("Alphabet %r, texts of %d to %d characters; %d epochs of %d samples, %s network",
-                     hp.chars, hp.min_len, hp.max_len, hp.num_epoch, hp.train_epoch_size, args.network)
+    run = resolve(argv)
+    args, hp, plan = run.args, run.hp, run.plan
+    logging.info("Alphabet %r, texts of %d to %d characters; %d epochs of %d samples, %s network",
+                 hp.chars, hp.min_len, hp.max_len, hp.num_epoch, hp.train_epoch_size, hp.network)
     if plan is not None and args.font_path and not args.synthetic:
         logging.warning("The font path %s is not used: with --train_dir, fonts draw only --synthetic captchas",
                         args.font_path)
-    fonts = find_fonts(args.font_path, hp.drawn_chars) if plan is None or args.synthetic else []
-    fitted = fitted_params(start, args, hp) if start is not None else None
+    fitted = fitted_params(run.start, hp) if run.start is not None else None
     stop_on_signals()
     try:
-        train(args, hp, fonts, plan, fitted)
+        train(args, hp, run.fonts, plan, fitted)
     except Interrupted as signal_name:
         epochs = checkpoint.saved_epochs(args.prefix)
         last = checkpoint.params_path(args.prefix, epochs[-1]) if epochs else "none"

@@ -1,5 +1,8 @@
 """A checkpoint's inference network (softmax output, no loss) as an ONNX model, for ONNX Runtime.
 
+    python onnx_export.py --prefix pretrained/general --out general.onnx    # [--epoch N] [--overwrite]
+    python lstm_ocr_infer.py --onnx general.onnx sample.png                 # no MXNet needed to read it
+
 `mx.onnx.export_model` fails on these graphs (the unrolled graph's Split, the fused RNN op without
 state outputs), so the graph is written here with the `onnx` package's helpers, node by node from
 the checkpoint's symbol JSON:
@@ -19,8 +22,13 @@ transposed as the MXNet network reads it; and one output, `probabilities`: float
 Its metadata_props hold the alphabet, the input size, the network and the text lengths.
 """
 
+import venv_check  # noqa: F401  (first: one error line, not a traceback, without the .venv's packages)
+
+# isort: split
+
 import ast
 import json
+import os
 from dataclasses import asdict
 
 import mxnet as mx
@@ -29,9 +37,8 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 import checkpoint
-from cli import InputError, write_atomically
+from cli import ArgumentParser, InputError, run_main, same_file, write_atomically
 from hyperparameters import ONNX_FORMAT, Hyperparams
-from lstm import network_of
 
 OPSET = 17
 INPUT, OUTPUT = "data", "probabilities"
@@ -300,7 +307,7 @@ def build(symbol, arg_params: dict, aux_params: dict, hp: Hyperparams) -> onnx.M
     internals = symbol.get_internals()
     if "pred_fc_output" not in internals.list_outputs():
         raise InputError("the checkpoint's symbol has no pred_fc layer: not a network of this project")
-    network = network_of(values)
+    network = hp.network
     graph = _Graph()
     if network == "unrolled":
         logits = _unrolled(values, hp, graph)
@@ -354,4 +361,33 @@ def export(prefix: str, epoch: int, out: str) -> str:
                                          f"{checkpoint.symbol_path(prefix)}: "
                                          f"{checkpoint.mxnet_reason(error)}") from None
     write_atomically(out, lambda path: onnx.save_model(model, path))
-    return network_of(arg_params)
+    return hp.network
+
+
+def export_command(prefix: str, epoch: int | None, out: str, overwrite: bool) -> str:
+    """Export as the command line asks (the latest epoch if None); refuses to replace an existing file
+    unless `overwrite`, and never the checkpoint's own files. Returns the line to print."""
+    epoch = epoch if epoch is not None else checkpoint.latest_epoch(prefix)
+    own_files = (checkpoint.symbol_path(prefix), checkpoint.meta_path(prefix), checkpoint.params_path(prefix, epoch))
+    if any(same_file(out, path) for path in own_files):
+        raise InputError(f"--out {out} is a file of the checkpoint itself; choose a new name")
+    if os.path.lexists(out) and not overwrite:
+        raise InputError(f"--out {out} already exists; choose a new name, or pass --overwrite to replace it")
+    if os.path.isdir(out):
+        raise InputError(f"--out {out} is a folder; give the .onnx file to write")
+    network = export(prefix, epoch, out)
+    return f"{network} checkpoint {checkpoint.params_path(prefix, epoch)} exported as ONNX {out}"
+
+
+def main() -> None:
+    parser = ArgumentParser(description=__doc__)
+    parser.add_argument("--prefix", default="ocr", help="checkpoint prefix [default ocr]")
+    parser.add_argument("--epoch", type=int, default=None, help="its epoch [default: the latest saved]")
+    parser.add_argument("--out", required=True, help="the .onnx file to write")
+    parser.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    args = parser.parse_args()
+    print(export_command(args.prefix, args.epoch, args.out, args.overwrite))
+
+
+if __name__ == "__main__":
+    run_main(main)

@@ -36,17 +36,6 @@ DEFAULT_PREFIX = "ocr"
 PROBABILITY_SLACK = 1e-3  # a softmax step may sum to 1 within this (float32 rounding)
 
 
-def latest_epoch(prefix: str) -> int:
-    """The last epoch saved under `prefix`, or InputError naming what to do."""
-    import checkpoint
-
-    epochs = checkpoint.saved_epochs(prefix)
-    if not epochs:
-        raise checkpoint.CheckpointError(f"no checkpoint has prefix {prefix!r} (no {prefix}-NNNN.params): train one, "
-                                         "or read with --prefix pretrained/general")
-    return epochs[-1]
-
-
 def load_module(prefix: str, epoch: int, batch_size: int) -> tuple:
     """A Module that maps (batch_size, width, height) images to the softmax over classes per step,
     and the checkpoint's hyperparameters."""
@@ -73,7 +62,9 @@ class MXNetModel:
     def __init__(self, prefix: str, epoch: int | None = None):
         if importlib.util.find_spec("mxnet") is None:
             raise InputError(mxnet_missing("reading a checkpoint (--prefix)"))
-        self.epoch = latest_epoch(prefix) if epoch is None else epoch
+        import checkpoint
+
+        self.epoch = checkpoint.latest_epoch(prefix) if epoch is None else epoch
         self.name = f"{prefix} epoch {self.epoch}"
         self.mod, self.hp = load_module(prefix, self.epoch, batch_size=1)
 

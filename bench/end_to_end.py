@@ -10,6 +10,7 @@ import argparse
 import os
 import sys
 import time
+from dataclasses import replace
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -51,8 +52,8 @@ def main() -> None:
     parser.add_argument("--train_dir", help="a folder of labelled images instead of generated captchas")
     args = parser.parse_args()
     network = RECIPES[args.recipe].get("network", args.network)
-    hp = hyperparameters.for_recipe(args.recipe)
-    mod, fixed = build_module(hp, network, "ctc"), random_batch(hp)
+    hp = replace(hyperparameters.for_recipe(args.recipe), network=network)
+    mod, fixed = build_module(hp), random_batch(hp)
     print(f"# {' '.join(sys.argv)}  ({network}, batch {hp.batch_size}, {args.num_proc} generator processes)")
     model_before = train_rate(mod, [fixed] * (args.batches + 2), hp)
     source = None

@@ -16,9 +16,8 @@ import sys
 import tempfile
 from contextlib import nullcontext
 
-from readers import ddddocr_accuracy, kept_set, run  # also puts the repository root on sys.path
-
 import checkpoint
+from readers import ddddocr_accuracy, kept_set, run  # also puts the repository root on sys.path
 
 
 def summary(reader: str, accuracies: dict[str, float]) -> str:

@@ -2,7 +2,8 @@
 set is written to a folder, then read by `lstm_ocr_infer.py DIR`.
 
     .venv/bin/python bench/heldout.py [--prefix pretrained/ocr --epoch N] [--count 500] [--seed 1001]
-        [--sets example,varied,wheezy] [--min_len 3 --max_len 4] [--keep DIR] [--ddddocr]
+        [--sets example,varied,wheezy] [--min_len 3 --max_len 4] [--chars 0123456789] [--keep DIR] [--ddddocr]
+        [--read "--length 4"]
 
 - example: `captcha_generator.py --count N --seed S font/` (the example's look, every font of font/);
 - varied:  the same with `--style varied` (captcha_styles.py);
@@ -10,9 +11,12 @@ set is written to a folder, then read by `lstm_ocr_infer.py DIR`.
   a curve, noise, smoothing; 200x75, JPEG quality 75) in LiberationMono-Bold, one of the two fonts
   of its example. A held-out check only, never training data: this project does not train on any
   other library's images. Needs `pip install -r requirements-bench.txt`.
-Texts are random digits of --min_len to --max_len, seeded; the wheezy set is seeded too (it draws
-with Python's `random`). With --ddddocr, ddddocr 1.6.1 (requirements-bench.txt) reads every set too,
-its plain `classification(image bytes)` as a user calls it, compared with the label exactly.
+Texts are random characters of --chars (digits unless given), --min_len to --max_len long, seeded,
+drawn as they are (lower case); the wheezy set is seeded too (it draws with Python's `random`). With
+--ddddocr, ddddocr 1.6.1 (requirements-bench.txt) reads every set too, its plain
+`classification(image bytes)` as a user calls it, compared with the label exactly (letters: case
+folded, as this project's letter model reads). `--read` passes options to lstm_ocr_infer.py (the
+constrained decoding: `--length 4`, `--allowed 0123456789`).
 """
 
 import argparse
@@ -21,25 +25,26 @@ import random
 import sys
 import tempfile
 
+import checkpoint
 from readers import ddddocr_accuracy, kept_set, run  # also puts the repository root on sys.path
 
-import checkpoint
-
 SETS = ("example", "varied", "wheezy")
+DIGITS = "0123456789"
 WHEEZY_FONT = "font/LiberationMono-Bold.ttf"
 ASPECT_EDGES = (2.0, 3.0, 4.0)  # the varied set's accuracy is also printed by width / height below these
 
 
-def write_wheezy(folder: str, count: int, seed: int, min_len: int, max_len: int, font: str) -> None:
-    """`count` captchas in wheezy-captcha's default look, named NNNN_DIGITS.jpg."""
+def write_wheezy(folder: str, count: int, seed: int, min_len: int, max_len: int, font: str,
+                 chars: str = DIGITS) -> None:
+    """`count` captchas in wheezy-captcha's default look, named NNNN_TEXT.jpg."""
     from wheezy.captcha.image import background, captcha, curve, noise, offset, rotate, smooth, text, warp
     draw = captcha(drawings=[background(), text(fonts=[font], drawings=[warp(), rotate(), offset()]),
                              curve(), noise(), smooth()])
     random.seed(seed)
     os.makedirs(folder)
     for index in range(count):
-        digits = "".join(random.choice("0123456789") for _ in range(random.randint(min_len, max_len)))
-        draw(digits).save(os.path.join(folder, f"{index:04d}_{digits}.jpg"), "JPEG", quality=75)
+        text = "".join(random.choice(chars) for _ in range(random.randint(min_len, max_len)))
+        draw(text).save(os.path.join(folder, f"{index:04d}_{text}.jpg"), "JPEG", quality=75)
 
 
 def main() -> None:
@@ -51,7 +56,9 @@ def main() -> None:
     parser.add_argument("--sets", default=",".join(SETS), help=f"comma-separated, of {', '.join(SETS)}")
     parser.add_argument("--min_len", type=int, default=3)
     parser.add_argument("--max_len", type=int, default=4)
+    parser.add_argument("--chars", default=DIGITS, help="the texts' characters [default the digits]")
     parser.add_argument("--wheezy_font", default=WHEEZY_FONT)
+    parser.add_argument("--read", default="", help='options for lstm_ocr_infer.py, e.g. "--length 4"')
     parser.add_argument("--keep", help="write the sets into this folder, kept (DIR/SET-nCOUNT-seedSEED-lenMIN-MAX, "
                         "wheezy's -fontFONT too: reused by a run of the same settings), not a temporary one")
     parser.add_argument("--ddddocr", action="store_true", help="also read every set with ddddocr")
@@ -63,40 +70,44 @@ def main() -> None:
     epoch = args.epoch or checkpoint.saved_epochs(args.prefix)[-1]
     print(f"# {' '.join(sys.argv)}  ({checkpoint.params_path(args.prefix, epoch)}, {args.count} images a set)")
     lengths = ["--min_len", str(args.min_len), "--max_len", str(args.max_len)]
+    letters = args.chars != DIGITS
+    drawn = {"chars": args.chars} if letters else {}  # a digit set's folder keeps its old name
     with tempfile.TemporaryDirectory() as temporary:
         base = args.keep or temporary
         os.makedirs(base, exist_ok=True)
         for name in sets:
             font = {"font": os.path.basename(args.wheezy_font)} if name == "wheezy" else {}
-            folder = kept_set(base, name, n=args.count, seed=args.seed, len=f"{args.min_len}-{args.max_len}", **font)
+            folder = kept_set(base, name, n=args.count, seed=args.seed, len=f"{args.min_len}-{args.max_len}",
+                              **drawn, **font)
             if not os.path.isdir(folder):
                 if name == "wheezy":
-                    write_wheezy(folder, args.count, args.seed, args.min_len, args.max_len, args.wheezy_font)
+                    write_wheezy(folder, args.count, args.seed, args.min_len, args.max_len, args.wheezy_font,
+                                 args.chars)
                 else:
                     run("captcha_generator.py", "--count", str(args.count), "--seed", str(args.seed), "--style",
-                        "varied" if name == "varied" else "example", *lengths, "font/", folder)
-            lines = run("lstm_ocr_infer.py", "--prefix", args.prefix, "--epoch", str(epoch), folder).splitlines()
+                        "varied" if name == "varied" else "example", *lengths, "--chars", args.chars, "font/", folder)
+            lines = run("lstm_ocr_infer.py", "--prefix", args.prefix, "--epoch", str(epoch), *args.read.split(),
+                        folder).splitlines()
             print(f"{name:10s} {lines[-1]}", flush=True)
             if name == "varied":
                 print_by_aspect(lines[:-1])
             if args.ddddocr:
-                accuracy, images = ddddocr_accuracy(folder)
+                accuracy, images = ddddocr_accuracy(folder, fold_case=letters)
                 print(f"{name:10s} ddddocr accuracy={accuracy:.4f} images={images}", flush=True)
 
 
 def print_by_aspect(lines: list[str]) -> None:
-    """Sequence accuracy of `PATH Digits: [...]` lines, by the image's aspect ratio (width / height)."""
+    """Sequence accuracy of lstm_ocr_infer.py's `PATH ...` lines (a misread one says so), by the image's
+    aspect ratio (width / height)."""
     from PIL import Image
-
-    from labelled_data import generated_label
 
     buckets: dict[str, list[bool]] = {}
     for line in lines:
-        path, _, digits = line.partition(" Digits: ")
-        read = "".join(c for c in digits if c.isdigit())
+        path = line.split(" ")[0]
         with Image.open(path) as image:
             aspect = image.size[0] / image.size[1]
-        buckets.setdefault(sum(aspect >= edge for edge in ASPECT_EDGES), []).append(read == generated_label(path))
+        right = " misread, expected " not in line and " error: " not in line
+        buckets.setdefault(sum(aspect >= edge for edge in ASPECT_EDGES), []).append(right)
     pairs = zip(ASPECT_EDGES[:-1], ASPECT_EDGES[1:], strict=True)
     names = [f"< {ASPECT_EDGES[0]:g}", *(f"{a:g}-{b:g}" for a, b in pairs), f">= {ASPECT_EDGES[-1]:g}"]
     for index, name in enumerate(names):

@@ -1,6 +1,6 @@
 """What the accuracy benches share: running this project's scripts as a user does, the folder a
 kept held-out set lives in, and ddddocr's reading of a folder of labelled captchas (NNNN_DIGITS.png
-or .jpg, as captcha_generator.py and heldout.py write them)."""
+or .jpg, as captcha_generator.py and heldout.py write them; letters too)."""
 
 import os
 import subprocess
@@ -23,9 +23,10 @@ def kept_set(base: str, name: str, **drawn_with: object) -> str:
     return os.path.join(base, "-".join([name, *(f"{key}{value}" for key, value in drawn_with.items())]))
 
 
-def ddddocr_accuracy(folder: str) -> tuple[float, int]:
+def ddddocr_accuracy(folder: str, fold_case: bool = False) -> tuple[float, int]:
     """ddddocr's sequence accuracy on a folder of labelled captchas, and how many it read: its plain
-    `classification(image bytes)`, as a user calls it, compared with the label exactly."""
+    `classification(image bytes)`, as a user calls it, compared with the label exactly (or, with
+    `fold_case`, both in lower case: ddddocr's letter case is not what it reads best)."""
     import ddddocr  # bench-only (requirements-bench.txt)
 
     ocr = ddddocr.DdddOcr(show_ad=False)
@@ -33,5 +34,6 @@ def ddddocr_accuracy(folder: str) -> tuple[float, int]:
     right = 0
     for name in names:
         with open(os.path.join(folder, name), "rb") as file:
-            right += ocr.classification(file.read()) == generated_label(name)
+            read, label = ocr.classification(file.read()), generated_label(name)
+        right += read.lower() == label.lower() if fold_case else read == label
     return right / len(names), len(names)

@@ -7,6 +7,7 @@ import argparse
 import os
 import sys
 import time
+from dataclasses import replace
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -14,17 +15,21 @@ import mxnet as mx  # noqa: E402
 import numpy as np  # noqa: E402
 
 import hyperparameters  # noqa: E402
-from hyperparameters import Hyperparams  # noqa: E402
-from lstm import LOSSES, NETWORKS, initial_params, lstm_ocr  # noqa: E402
+from hyperparameters import (  # noqa: E402
+    LOSSES,
+    NETWORKS,
+    Hyperparams,  # noqa: E402
+)
+from lstm import initial_params, lstm_ocr  # noqa: E402
 from ocr_iter import data_descs  # noqa: E402
 
 
-def build_module(hp: Hyperparams, network: str, loss: str) -> mx.mod.Module:
+def build_module(hp: Hyperparams) -> mx.mod.Module:
     """A bound Module with fresh weights and an SGD optimizer (the speed of Adam is the same)."""
-    mod = mx.mod.Module(lstm_ocr(hp, network, loss), data_names=["data"], label_names=["label"])
+    mod = mx.mod.Module(lstm_ocr(hp), data_names=["data"], label_names=["label"])
     mod.bind(*data_descs(hp))
     initializer = mx.init.Xavier()
-    mod.init_params(initializer, arg_params=initial_params(hp, network, initializer), allow_missing=True)
+    mod.init_params(initializer, arg_params=initial_params(hp, initializer), allow_missing=True)
     mod.init_optimizer(optimizer="sgd", optimizer_params={"learning_rate": hp.learning_rate, "momentum": hp.momentum})
     return mod
 
@@ -37,9 +42,9 @@ def random_batch(hp: Hyperparams) -> mx.io.DataBatch:
         label=[mx.nd.array(rng.integers(1, hp.num_classes, (hp.batch_size, hp.num_label)))])
 
 
-def step_speed(hp: Hyperparams, network: str, loss: str, batches: int) -> float:
+def step_speed(hp: Hyperparams, batches: int) -> float:
     """Samples per second of forward, backward and SGD update, after two warm-up batches."""
-    mod, batch = build_module(hp, network, loss), random_batch(hp)
+    mod, batch = build_module(hp), random_batch(hp)
     for i in range(batches + 2):
         if i == 2:
             tic = time.perf_counter()
@@ -58,9 +63,10 @@ def main() -> None:
     args = parser.parse_args()
     print(f"# {' '.join(sys.argv)}  (OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')})")
     for network in args.networks:
-        hp = hyperparameters.for_recipe("fast" if network == "crnn" else "example")
+        recipe = hyperparameters.for_recipe("fast" if network == "crnn" else "example")
         for loss in args.losses:
-            speed = step_speed(hp, network, loss, args.batches)
+            hp = replace(recipe, network=network, loss=loss)
+            speed = step_speed(hp, args.batches)
             print(f"train step  {network:9s} {loss:8s} batch {hp.batch_size:3d} {speed:8.1f} samples/s", flush=True)
 
 

@@ -35,7 +35,7 @@ def model(tmp_path_factory) -> str:
     """An untrained fused checkpoint at epoch 3 (its predictions are arbitrary digits)."""
     hp = Hyperparams(num_hidden=16)
     prefix = str(tmp_path_factory.mktemp("model") / "ocr")
-    checkpoint.save(prefix, 3, lstm_ocr(hp, "fused", "ctc"), initial_params(hp, "fused", mx.init.Xavier()), {}, hp)
+    checkpoint.save(prefix, 3, lstm_ocr(hp), initial_params(hp, mx.init.Xavier()), {}, hp)
     return prefix
 
 

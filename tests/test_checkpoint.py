@@ -15,21 +15,37 @@ from lstm import initial_params, lstm_ocr
 @pytest.fixture
 def saved(tmp_path):
     hp = Hyperparams(num_hidden=8, chars="ab", min_len=1, max_len=2)
-    params = initial_params(hp, "fused", mx.init.Xavier())
+    params = initial_params(hp, mx.init.Xavier())
     prefix = str(tmp_path / "ocr")
     for epoch in (1, 2, 10):
-        checkpoint.save(prefix, epoch, lstm_ocr(hp, "fused", "ctc"), params, {}, hp)
+        checkpoint.save(prefix, epoch, lstm_ocr(hp), params, {}, hp)
     return prefix, hp, params
 
 
 def test_round_trip(saved):
     prefix, hp, params = saved
     symbol, arg_params, aux_params = checkpoint.load(prefix, 2)
-    assert symbol.list_arguments() == lstm_ocr(hp, "fused", "ctc").list_arguments()
+    assert symbol.list_arguments() == lstm_ocr(hp).list_arguments()
     assert aux_params == {} and set(arg_params) == set(params)
     for name in params:
         np.testing.assert_array_equal(arg_params[name].asnumpy(), params[name].asnumpy())
     assert checkpoint.load_hyperparams(prefix) == hp
+
+
+def test_meta_files_without_network_and_loss_still_load(tmp_path):
+    """Meta files written before `network` and `loss` were: both are taken from the checkpoint itself."""
+    from dataclasses import asdict
+
+    for network, loss in (("crnn", "ctc"), ("unrolled", "warpctc"), ("fused", "ctc")):
+        hp = Hyperparams(num_hidden=8, network=network, loss=loss)
+        prefix = str(tmp_path / network)
+        checkpoint.save(prefix, 1, lstm_ocr(hp), initial_params(hp, mx.init.Xavier()), {}, hp)
+        old = {name: value for name, value in asdict(hp).items() if name not in ("network", "loss")}
+        json.dump(old, open(checkpoint.meta_path(prefix), "w"))
+        assert checkpoint.load_hyperparams(prefix) == hp
+        assert checkpoint.load_with_hyperparams(prefix, 1)[3] == hp
+    assert (checkpoint.load_hyperparams("pretrained/general").network,
+            checkpoint.load_hyperparams("pretrained/ocr").network) == ("crnn", "crnn")
 
 
 def test_saved_epochs_and_missing_epoch_message(saved, tmp_path):
@@ -66,7 +82,7 @@ def test_failed_write_leaves_the_previous_file_intact(saved):
         raise OSError("disk full")
 
     with pytest.raises(InputError, match="cannot write .*ocr-0002.states: disk full"):
-        checkpoint.save(prefix, 2, lstm_ocr(hp, "fused", "ctc"), params, {}, hp, broken_states)
+        checkpoint.save(prefix, 2, lstm_ocr(hp), params, {}, hp, broken_states)
     assert open(checkpoint.params_path(prefix, 2), "rb").read() == before
     assert json.load(open(checkpoint.meta_path(prefix)))["chars"] == "ab"
     assert not [p for p in glob.glob(prefix + "*") if ".tmp" in p]

@@ -58,7 +58,7 @@ def command_line(pid: int) -> str:
 def training_started(tmp_path, *args: str) -> tuple[subprocess.Popen, str, set[int]]:
     """A launcher whose two workers are both past their 50th batch, and every process below it."""
     launcher, log = launch(tmp_path, *ENDLESS, "--prefix", str(tmp_path / "ocr"), *args)
-    seen = watch(launcher, log, [f"[rank {rank}] Epoch[0] Batch [50]" for rank in (0, 1)])
+    seen = watch(launcher, log, [f"[rank {rank}] Epoch[1] Batch [50]" for rank in (0, 1)])
     assert launcher.poll() is None, open(log).read()
     return launcher, log, seen | descendants_of(launcher.pid)
 

@@ -1,9 +1,12 @@
+from dataclasses import replace
+
 import mxnet as mx
 import numpy as np
 import pytest
 
+from checkpoint import network_of
 from hyperparameters import Hyperparams
-from lstm import convert_params, inference_symbol, initial_params, lstm_ocr, network_of
+from lstm import convert_params, inference_symbol, initial_params, lstm_ocr
 
 
 def _forward(symbol, params: dict, data: np.ndarray) -> np.ndarray:
@@ -15,7 +18,7 @@ def _forward(symbol, params: dict, data: np.ndarray) -> np.ndarray:
 
 
 def _random_unrolled_params(hp: Hyperparams, seed: int) -> dict:
-    params = initial_params(hp, "unrolled", mx.init.Xavier(factor_type="in", magnitude=2.34))
+    params = initial_params(replace(hp, network="unrolled"), mx.init.Xavier(factor_type="in", magnitude=2.34))
     rng = np.random.default_rng(seed)
     return {name: mx.nd.array(value.asnumpy() + rng.normal(scale=0.1, size=value.shape))  # biases too
             for name, value in params.items()}
@@ -27,8 +30,8 @@ def test_fused_and_unrolled_compute_the_same_function(hp):
     fused = convert_params(unrolled, hp, "fused")
     assert network_of(unrolled) == "unrolled" and network_of(fused) == "fused"
     data = np.random.default_rng(1).random((5, hp.image_width, hp.image_height)).astype(np.float32)
-    out_unrolled = _forward(lstm_ocr(hp, "unrolled", loss=None), unrolled, data)
-    out_fused = _forward(lstm_ocr(hp, "fused", loss=None), fused, data)
+    out_unrolled = _forward(lstm_ocr(replace(hp, network="unrolled"), training=False), unrolled, data)
+    out_fused = _forward(lstm_ocr(hp, training=False), fused, data)
     assert out_unrolled.shape == (hp.seq_length * 5, hp.num_classes)
     np.testing.assert_allclose(out_fused, out_unrolled, atol=1e-5)
 
@@ -45,13 +48,13 @@ def test_conversion_round_trips_exactly():
 @pytest.mark.parametrize("network", ["fused", "unrolled"])
 @pytest.mark.parametrize("loss", ["ctc", "warpctc"])
 def test_training_symbol_swaps_to_the_inference_softmax(network, loss):
-    hp = Hyperparams(num_hidden=8, seq_length=20)
-    training = lstm_ocr(hp, network, loss)
+    hp = Hyperparams(num_hidden=8, seq_length=20, network=network, loss=loss)
+    training = lstm_ocr(hp)
     assert "label" in training.list_arguments()
     inference = inference_symbol(training)
-    assert inference.list_arguments() == lstm_ocr(hp, network, loss=None).list_arguments()
+    assert inference.list_arguments() == lstm_ocr(hp, training=False).list_arguments()
     assert "label" not in inference.list_arguments()
-    params = initial_params(hp, network, mx.init.Xavier())
+    params = initial_params(hp, mx.init.Xavier())
     data = np.random.default_rng(0).random((3, hp.image_width, hp.image_height)).astype(np.float32)
     probs = _forward(inference, params, data)
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
@@ -62,18 +65,18 @@ def test_a_checkpoint_converts_to_the_other_network_with_the_same_outputs(tmp_pa
     import checkpoint
     from conftest import run_script
 
-    hp = Hyperparams(num_hidden=12)
+    hp = Hyperparams(num_hidden=12, loss=loss)
     params = convert_params(_random_unrolled_params(hp, seed=4), hp, "fused")
     prefix, out = str(tmp_path / "fused"), str(tmp_path / "unrolled")
-    checkpoint.save(prefix, 5, lstm_ocr(hp, "fused", loss), params, {}, hp)
+    checkpoint.save(prefix, 5, lstm_ocr(hp), params, {}, hp)
     result = run_script("lstm.py", "--prefix", prefix, "--epoch", "5", "--to", "unrolled", "--out", out)
     assert result.returncode == 0, result.stderr
     symbol, converted, _ = checkpoint.load(out, 5)
-    assert network_of(converted) == "unrolled"
-    assert symbol.list_outputs() == lstm_ocr(hp, "unrolled", loss).list_outputs()
+    assert network_of(converted) == "unrolled" and checkpoint.load_hyperparams(out) == replace(hp, network="unrolled")
+    assert symbol.list_outputs() == lstm_ocr(replace(hp, network="unrolled")).list_outputs()
     data = np.random.default_rng(5).random((4, hp.image_width, hp.image_height)).astype(np.float32)
     np.testing.assert_allclose(_forward(inference_symbol(symbol), converted, data),
-                               _forward(lstm_ocr(hp, "fused", None), params, data), atol=1e-5)
+                               _forward(lstm_ocr(hp, training=False), params, data), atol=1e-5)
 
 
 def test_a_conversion_never_writes_over_a_checkpoint(tmp_path):
@@ -82,7 +85,7 @@ def test_a_conversion_never_writes_over_a_checkpoint(tmp_path):
 
     hp = Hyperparams(num_hidden=8)
     prefix = str(tmp_path / "fused")
-    checkpoint.save(prefix, 1, lstm_ocr(hp, "fused", "ctc"), initial_params(hp, "fused", mx.init.Xavier()), {}, hp)
+    checkpoint.save(prefix, 1, lstm_ocr(hp), initial_params(hp, mx.init.Xavier()), {}, hp)
     before = open(checkpoint.params_path(prefix, 1), "rb").read()
     for out, words in [(prefix, "already holds a checkpoint"), (str(tmp_path / "." / "fused"), "already holds"),
                        (str(tmp_path / "missing" / "x"), "checkpoint folder"), ("/proc/x", "cannot write")]:

@@ -66,7 +66,7 @@ def test_corrupt_or_mismatched_params(model, sample, tmp_path):
     one_line_error(run_script("lstm_ocr_infer.py", "--prefix", prefix, "--epoch", "1", sample), "corrupt")
     other = Hyperparams(num_hidden=8)  # a params file of another network size
     mx.nd.save(checkpoint.params_path(prefix, 2),
-               {f"arg:{k}": v for k, v in initial_params(other, "fused", mx.init.Xavier()).items()})
+               {f"arg:{k}": v for k, v in initial_params(other, mx.init.Xavier()).items()})
     one_line_error(run_script("lstm_ocr_infer.py", "--prefix", prefix, "--epoch", "2", sample), "does not fit")
 
 
@@ -249,6 +249,42 @@ def test_json_lines_carry_confidence_and_character_probabilities(onnx_model, tmp
     assert rejected == [line["confidence"] < threshold for line in lines] and sum(rejected) == 3
     text = run_script("lstm_ocr_infer.py", "--onnx", onnx_model, "--min_confidence", str(threshold), str(folder))
     assert sum(" rejected confidence=" in line for line in text.stdout.splitlines()) == 3
+
+
+def test_without_mxnet_what_needs_it_is_one_line_naming_the_way(model, sample):
+    for script, args in (("lstm_ocr_infer.py", ["--prefix", model, sample]), ("lstm_ocr_train.py", ["font/"]),
+                         ("onnx_export.py", ["--prefix", model, "--out", "x.onnx"]),
+                         ("captcha_generator.py", ["font/", "x.png"]), ("lstm.py", ["--epoch", "3", "--to", "onnx"])):
+        result = _in_onnx_venv(os.path.join(ROOT, script), *args)
+        assert result.returncode != 0 and result.stdout == "", (script, result.stderr)
+        assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1, (script, result.stderr)
+        assert ".venv" in result.stderr and "--onnx FILE" in result.stderr
+
+
+def test_constrained_reading_from_the_command_line(model, sample, tmp_path, font):
+    folder = tmp_path / "set"
+    assert run_script("captcha_generator.py", "--count", "8", "--seed", "4", font, str(folder)).returncode == 0
+    result = run_script("lstm_ocr_infer.py", "--prefix", model, "--allowed", "0123", "--length", "4", "--json",
+                        str(folder))
+    assert result.returncode == 0, result.stderr
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert len(lines) == 8 and all(len(line["text"]) == 4 and set(line["text"]) <= set("0123") for line in lines)
+    assert result.stderr.startswith("accuracy=")  # the accuracy line leaves stdout to the JSON
+    text = run_script("lstm_ocr_infer.py", "--prefix", model, "--length", "6", sample)
+    assert text.returncode == 0 and text.stdout.endswith(" untrained_length (trained on 3-4)\n"), text.stdout
+    one_line_error(run_script("lstm_ocr_infer.py", "--prefix", model, "--length", "4-2", sample), "--length")
+    one_line_error(run_script("lstm_ocr_infer.py", "--prefix", model, "--allowed", "0a", sample), "'a'")
+    broken = run_script("lstm_ocr_infer.py", "--prefix", model, "--allowed", "7", "--length", "41", sample)
+    assert broken.returncode == 1 and broken.stderr.startswith("error: ") and "80 output steps" in broken.stderr
+
+
+def test_misreads_say_what_was_expected(model, tmp_path, sample):
+    folder = tmp_path / "named"
+    folder.mkdir()
+    shutil.copy(sample, folder / "0000_0089.png")
+    reading = run_script("lstm_ocr_infer.py", "--prefix", model, str(folder))  # --epoch: the latest, 3
+    line = reading.stdout.splitlines()[0]
+    assert reading.returncode == 0 and (line.endswith(" misread, expected 0089") or "Digits: [0, 0, 8, 9]" in line)
 
 
 def test_bad_options_and_models_are_one_line(model, onnx_model, sample, tmp_path):

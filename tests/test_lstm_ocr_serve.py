@@ -212,7 +212,7 @@ def test_the_onnx_service_runs_without_mxnet(onnx_model, images, first_text):
 def test_an_mxnet_checkpoint_serves_too(tmp_path, images):
     hp = Hyperparams(num_hidden=8)
     prefix = str(tmp_path / "ocr")
-    checkpoint.save(prefix, 2, lstm_ocr(hp, "fused", "ctc"), initial_params(hp, "fused", mx.init.Xavier()), {}, hp)
+    checkpoint.save(prefix, 2, lstm_ocr(hp), initial_params(hp, mx.init.Xavier()), {}, hp)
     running = Service("--prefix", prefix, "--epoch", "2", "--max_batch", "1", "--min_confidence", "0.5")
     try:
         status, found = running.request("POST", "/read", images[1])

@@ -47,7 +47,7 @@ def test_from_train_dir_to_finetune_on_another_alphabet(digits, font, tmp_path):
     assert result.returncode == 0, result.stderr
     log = result.stderr
     assert f"Training on 18 labelled images of {digits}, validating on 2 held out of it" in log
-    assert "Epoch[0] Validation-accuracy=" in log and "crnn network" in log  # folders: the fast recipe's network
+    assert "Epoch[1] Validation-accuracy=" in log and "crnn network" in log  # folders: the fast recipe's network
     meta = json.load(open(f"{prefix}-meta.json"))
     assert (meta["chars"], meta["min_len"], meta["max_len"], meta["eval_epoch_size"]) == ("0123456789", 3, 4, 2)
 
@@ -80,35 +80,41 @@ def test_from_train_dir_to_finetune_on_another_alphabet(digits, font, tmp_path):
 
 
 def check(argv: list[str]) -> None:
-    """What main does before it starts any process: parse, plan, derive and check."""
-    args = lstm_ocr_train.parse_args(argv)
-    hp = lstm_ocr_train.hyperparameters.from_args(args)
-    lstm_ocr_train.check_data_args(args)
-    plan = lstm_ocr_train.plan_folders(args) if args.train_dir else None
-    start = lstm_ocr_train.load_start(args.finetune) if args.finetune else None
-    lstm_ocr_train.derive_hyperparams(args, hp, plan, start)
-    if plan is not None:
-        lstm_ocr_train.check_folder_labels(args, hp, plan)
-    lstm_ocr_train.check_args(args, hp)
-    if start is not None:
-        lstm_ocr_train.fitted_params(start, args, hp)
+    """What main does before it starts any process: resolve every option (and refuse what cannot work)."""
+    lstm_ocr_train.resolve(argv)
 
 
 def test_defaults_follow_the_folder_and_the_checkpoint(digits, tmp_path):
-    args = lstm_ocr_train.parse_args(["--train_dir", digits, "--finetune", f"{PRETRAINED}:12",
-                                      "--prefix", str(tmp_path / "ocr")])
-    hp = lstm_ocr_train.hyperparameters.from_args(args)
-    plan = lstm_ocr_train.plan_folders(args)
-    lstm_ocr_train.derive_hyperparams(args, hp, plan, lstm_ocr_train.load_start(args.finetune))
-    assert args.network == "crnn" and hp.num_lstm_layer == 1 and hp.chars == "0123456789"
+    run = lstm_ocr_train.resolve(["--train_dir", digits, "--finetune", f"{PRETRAINED}:12",
+                                  "--prefix", str(tmp_path / "ocr")])
+    hp = run.hp
+    assert hp.network == "crnn" and hp.num_lstm_layer == 1 and hp.chars == "0123456789"
     assert (hp.optimizer, hp.lr_schedule, hp.batch_size) == ("adam", "cosine", 64)
     rules = lstm_ocr_train.hyperparameters.folder_schedule(18, finetune=True)  # 18: 20 less the hold-out
     assert (hp.num_epoch, hp.train_epoch_size, hp.learning_rate) == (
         rules["num_epoch"], rules["train_epoch_size"], rules["learning_rate"])
-    explicit = lstm_ocr_train.parse_args(["--train_dir", digits, "--num_epoch", "3", "--learning_rate", "0.01"])
-    hp = lstm_ocr_train.hyperparameters.from_args(explicit)
-    lstm_ocr_train.derive_hyperparams(explicit, hp, plan, None)
-    assert (hp.num_epoch, hp.learning_rate, hp.train_epoch_size) == (3, 0.01, rules["train_epoch_size"])
+    explicit = lstm_ocr_train.resolve(["--train_dir", digits, "--num_epoch", "3", "--learning_rate", "0.01",
+                                       "--prefix", str(tmp_path / "ocr")]).hp
+    assert (explicit.num_epoch, explicit.learning_rate, explicit.train_epoch_size) == (3, 0.01,
+                                                                                       rules["train_epoch_size"])
+
+
+def test_a_case_folding_checkpoint_folds_the_folders_labels(tmp_path, font):
+    import mxnet as mx
+
+    import checkpoint
+    from lstm import initial_params, lstm_ocr
+
+    hp = Hyperparams(num_hidden=8, num_lstm_layer=1, chars="0123456789abc", case="fold")
+    prefix = str(tmp_path / "fold")
+    checkpoint.save(prefix, 1, lstm_ocr(hp), initial_params(hp, mx.init.Xavier()), {}, hp)
+    folder = tmp_path / "mixed"
+    draw(folder, ["aB1", "Cab2", "ab3", "AbC4", "1ba", "c2a", "ab12", "2cC", "bA3", "a1b2"], font,
+         chars="0123456789abcABC", max_len=5)
+    run = lstm_ocr_train.resolve(["--train_dir", str(folder), "--finetune", f"{prefix}:1",
+                                  "--prefix", str(tmp_path / "ocr")])
+    assert run.hp.chars == hp.chars and run.hp.case == "fold"
+    assert all(text == text.lower() for _, text in run.plan.items)
 
 
 @pytest.mark.parametrize("make, extra, words", [
@@ -192,9 +198,8 @@ def test_a_folder_holding_an_image_twice_is_reported(digits, tmp_path, caplog):
     shutil.copytree(digits, folder)
     for name in os.listdir(digits):
         shutil.copy(os.path.join(digits, name), folder / f"copy{name}")
-    args = lstm_ocr_train.parse_args(["--train_dir", str(folder), "--prefix", str(tmp_path / "ocr")])
     with caplog.at_level("WARNING"):
-        plan = lstm_ocr_train.plan_folders(args)
+        plan = lstm_ocr_train.resolve(["--train_dir", str(folder), "--prefix", str(tmp_path / "ocr")]).plan
     assert len(plan.val) == 4 and "holds the same image twice" in caplog.text
 
 
@@ -206,16 +211,13 @@ def test_a_fused_checkpoint_is_followed_or_converted(digits, tmp_path):
 
     hp = Hyperparams(num_hidden=8, num_lstm_layer=1)
     prefix = str(tmp_path / "fused")
-    checkpoint.save(prefix, 1, lstm_ocr(hp, "fused", "ctc"), initial_params(hp, "fused", mx.init.Xavier()), {}, hp)
+    checkpoint.save(prefix, 1, lstm_ocr(hp), initial_params(hp, mx.init.Xavier()), {}, hp)
     for extra, network, names in (([], "fused", {"lstm_parameters"}),
                                   (["--network", "unrolled"], "unrolled", {"l0_i2h_weight", "l0_h2h_bias"})):
-        args = lstm_ocr_train.parse_args(["--train_dir", digits, "--finetune", f"{prefix}:1",
-                                          "--prefix", str(tmp_path / "ocr"), *extra])
-        hp = lstm_ocr_train.hyperparameters.from_args(args)
-        start = lstm_ocr_train.load_start(args.finetune)
-        lstm_ocr_train.derive_hyperparams(args, hp, lstm_ocr_train.plan_folders(args), start)
-        assert args.network == network and (hp.num_hidden, hp.num_lstm_layer) == (8, 1)
-        arg_params, _ = lstm_ocr_train.fitted_params(start, args, hp)
+        run = lstm_ocr_train.resolve(["--train_dir", digits, "--finetune", f"{prefix}:1",
+                                      "--prefix", str(tmp_path / "ocr"), *extra])
+        assert run.hp.network == network and (run.hp.num_hidden, run.hp.num_lstm_layer) == (8, 1)
+        arg_params, _ = lstm_ocr_train.fitted_params(run.start, run.hp)
         assert names <= set(arg_params) and "pred_fc_weight" in arg_params  # same alphabet: pred_fc kept
 
 
@@ -225,25 +227,22 @@ def test_a_crnn_checkpoint_fixes_its_conv_blocks(digits, tmp_path):
     import checkpoint
     from lstm import initial_params, lstm_ocr
 
-    hp = Hyperparams(num_hidden=8, num_lstm_layer=1, crnn_blocks=3, crnn_first_channels=16, fit="pad")
+    hp = Hyperparams(num_hidden=8, num_lstm_layer=1, crnn_blocks=3, crnn_first_channels=16, fit="pad", network="crnn")
     prefix = str(tmp_path / "crnn")
-    symbol = lstm_ocr(hp, "crnn", "ctc")
+    symbol = lstm_ocr(hp)
     _, _, aux_shapes = symbol.infer_shape(data=(1, hp.image_width, hp.image_height), label=(1, hp.num_label))
     aux = {name: mx.nd.ones(shape) for name, shape in zip(symbol.list_auxiliary_states(), aux_shapes, strict=True)}
-    checkpoint.save(prefix, 1, symbol, initial_params(hp, "crnn", mx.init.Xavier()), aux, hp)
+    checkpoint.save(prefix, 1, symbol, initial_params(hp, mx.init.Xavier()), aux, hp)
     base = ["--train_dir", digits, "--finetune", f"{prefix}:1", "--prefix", str(tmp_path / "ocr")]
     for extra, refusal in (([], None),
                            (["--crnn_blocks", "2"], "--crnn_blocks 2.*it has c2_conv_weight"),
                            (["--crnn_first_channels", "32"],
                             "--crnn_first_channels 32.*its c0_conv_weight is \\(16, 1, 3, 3\\)")):
-        args = lstm_ocr_train.parse_args(base + extra)
-        hp = lstm_ocr_train.hyperparameters.from_args(args)
-        start = lstm_ocr_train.load_start(args.finetune)
-        lstm_ocr_train.derive_hyperparams(args, hp, lstm_ocr_train.plan_folders(args), start)
         if refusal is None:
-            assert hp.crnn_blocks == 3 and hp.crnn_first_channels == 16
-            weights = lstm_ocr_train.fitted_params(start, args, hp)[0]
+            run = lstm_ocr_train.resolve(base + extra)
+            assert run.hp.crnn_blocks == 3 and run.hp.crnn_first_channels == 16
+            weights = lstm_ocr_train.fitted_params(run.start, run.hp)[0]
             assert weights["c0_conv_weight"].shape[0] == 16 and "c2_conv_weight" in weights
         else:
             with pytest.raises(InputError, match=refusal):
-                lstm_ocr_train.fitted_params(start, args, hp)
+                lstm_ocr_train.resolve(base + extra)

@@ -69,7 +69,7 @@ def test_resume_continues_the_epoch_count_with_optimizer_state(font, tmp_path):
     assert resumed.returncode == 0, resumed.stderr
     assert f"Resuming from {prefix}-0001.params" in resumed.stderr
     assert "No optimizer state" not in resumed.stderr
-    assert "Epoch[0]" not in resumed.stderr and "Epoch[1] Validation-accuracy=" in resumed.stderr
+    assert "Epoch[1]" not in resumed.stderr and "Epoch[2] Validation-accuracy=" in resumed.stderr
     assert checkpoint.saved_epochs(prefix) == [1, 2]
     wrong = run_script("lstm_ocr_train.py", *TINY, "--num_epoch", "3", "--load_epoch", "2", "--network", "unrolled",
                        "--prefix", prefix, font)
@@ -150,7 +150,7 @@ def test_a_signal_mid_training_stops_fast_leaves_no_process_and_keeps_checkpoint
     run.wait_for('Saved checkpoint to "' + prefix + '-0001.params"')
     workers = children_of(run.proc.pid)
     assert len(workers) >= 2
-    run.wait_for("Epoch[1] Batch")
+    run.wait_for("Epoch[2] Batch")
     if sig == signal.SIGINT:  # a second trainer on the same prefix, even with --overwrite, is refused
         second = run_script("lstm_ocr_train.py", *TINY, "--overwrite", "--prefix", prefix, font)
         assert second.returncode == 2 and f"in use by a running trainer (pid {run.proc.pid})" in second.stderr
@@ -177,7 +177,7 @@ def test_a_signal_during_start_up_stops_cleanly(font, tmp_path, trainer):
 
 def test_a_killed_generator_stops_the_run_with_an_error(font, tmp_path, trainer):
     run = trainer(*TINY, *SLOW_EPOCHS, "--prefix", str(tmp_path / "ocr"), font)
-    run.wait_for("Epoch[0] Batch")
+    run.wait_for("Epoch[1] Batch")
     workers = children_of(run.proc.pid)
     generators = [p for p in workers if b"spawn_main" in open(f"/proc/{p}/cmdline", "rb").read()
                   and b"resource_tracker" not in open(f"/proc/{p}/cmdline", "rb").read()]

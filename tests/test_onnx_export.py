@@ -1,6 +1,7 @@
 """ONNX export: every network reads 1,000 captchas as MXNet does, probabilities within 1e-4."""
 
 import os
+from dataclasses import replace
 
 import mxnet as mx
 import numpy as np
@@ -40,13 +41,14 @@ def tiny_checkpoint(folder, network: str, hp: Hyperparams, seed: int = 0, loss: 
     prefix = str(folder / network / "ocr")
     os.makedirs(os.path.dirname(prefix), exist_ok=True)
     aux = {}
+    hp = replace(hp, network=network, loss=loss)
     if network == "crnn":
-        symbol = lstm_ocr(hp, network, None)
+        symbol = lstm_ocr(hp, training=False)
         _, _, shapes = symbol.infer_shape(data=(1, hp.image_width, hp.image_height))
         rng = np.random.default_rng(seed)
         aux = {name: mx.nd.array(rng.uniform(0.5, 1.5, shape) if name.endswith("var") else rng.normal(0, 0.1, shape))
                for name, shape in zip(symbol.list_auxiliary_states(), shapes, strict=True)}
-    checkpoint.save(prefix, 1, lstm_ocr(hp, network, loss), initial_params(hp, network, mx.init.Xavier()), aux, hp)
+    checkpoint.save(prefix, 1, lstm_ocr(hp), initial_params(hp, mx.init.Xavier()), aux, hp)
     return prefix
 
 

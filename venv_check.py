@@ -1,0 +1,18 @@
+"""Imported first by every script that needs the project's .venv: where this Python lacks one of its
+packages (the ONNX venv has no MXNet, captcha, fontTools or matplotlib), one `error:` line names the
+way instead of a traceback. Only lstm_ocr_infer.py and lstm_ocr_serve.py run there, with --onnx FILE."""
+
+import importlib.util
+
+from cli import exit_with
+
+NEEDED = ("mxnet", "captcha", "fontTools", "matplotlib", "cv2")
+
+missing = [name for name in NEEDED if importlib.util.find_spec(name) is None]
+if missing:
+    import os
+    import sys
+
+    exit_with(f"{os.path.basename(sys.argv[0]) or 'this'} needs the project's .venv (`make setup`, then "
+              f".venv/bin/python); this Python ({sys.executable}) lacks {', '.join(missing)}. Without MXNet, "
+              "reading works with an exported model: lstm_ocr_infer.py --onnx FILE or lstm_ocr_serve.py --onnx FILE")
