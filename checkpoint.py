@@ -148,9 +148,10 @@ def save_optimizer_states(updater: "mx.optimizer.Updater", path: str) -> None:
     mx.nd.save(path, arrays)
 
 
-def load_optimizer_states(updater: "mx.optimizer.Updater", path: str) -> None:
-    """Restore what save_optimizer_states wrote; CheckpointError for any other file (an older
-    version's pickle included: it is never unpickled)."""
+def read_optimizer_states(path: str) -> tuple[dict, dict, int]:
+    """What save_optimizer_states wrote: the states by index, the update counts by index, and the total
+    update count; CheckpointError for any other file (an older version's pickle included: it is never
+    unpickled)."""
     fresh = "delete it to resume with a fresh optimizer"
     try:
         saved = mx.nd.load(path)
@@ -174,7 +175,13 @@ def load_optimizer_states(updater: "mx.optimizer.Updater", path: str) -> None:
         total = int(saved[STATE_TOTAL].asnumpy()[0])
     except (ValueError, IndexError):
         raise CheckpointError(f"{path} is a malformed optimizer state; {fresh}") from None
-    updater.states = {index: parts[0] if len(parts) == 1 else tuple(parts) for index, parts in states.items()}
+    return {index: parts[0] if len(parts) == 1 else tuple(parts) for index, parts in states.items()}, counts, total
+
+
+def load_optimizer_states(updater: "mx.optimizer.Updater", path: str) -> None:
+    """Restore what save_optimizer_states wrote into `updater` (read_optimizer_states checks the file)."""
+    states, counts, total = read_optimizer_states(path)
+    updater.states = states
     updater.states_synced = dict.fromkeys(updater.states, False)
     for device_counts in updater.optimizer._all_index_update_counts.values():  # one dict per device
         device_counts.clear()

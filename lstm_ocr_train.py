@@ -160,6 +160,9 @@ def resolve(argv: list[str] | None = None) -> Run:
     hp = Hyperparams(**values)
     if saved is not None:
         check_resumed(args, hp, hyperparameters.from_saved(saved))
+        states = checkpoint.states_path(args.prefix, args.load_epoch)
+        if not is_distributed(args) and os.path.isfile(states):
+            checkpoint.read_optimizer_states(states)  # a foreign or malformed file is refused now
     if plan is not None:
         check_folder_labels(hp, plan)
     check_args(args, hp)
@@ -261,7 +264,7 @@ def check_resumed(args: argparse.Namespace, hp: Hyperparams, saved: Hyperparams)
     for name in MODEL_FIELDS:
         if getattr(saved, name) != getattr(hp, name):
             raise InputError(f"{args.prefix} was trained with --{name} {getattr(saved, name)!r}, not "
-                             f"{getattr(hp, name)!r}: resume with the same --{name}")
+                             f"{getattr(hp, name)!r}: resume with --{name} {getattr(saved, name)} (or leave it out)")
 
 
 def check_prefix(args: argparse.Namespace) -> None:
