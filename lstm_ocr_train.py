@@ -78,8 +78,8 @@ def build_parser() -> ArgumentParser:
                         help="with --train_dir: jitter, blur, noise and contrast changes on the fly [default 1]")
     parser.add_argument("--skip_bad", action="store_true",
                         help="with --train_dir: skip unreadable images (counted in the log) instead of stopping")
-    parser.add_argument("--finetune", metavar="PREFIX:EPOCH",
-                        help="start from this checkpoint's weights (any network; the network and its size follow "
+    parser.add_argument("--finetune", metavar="PREFIX[:EPOCH]",
+                        help="start from this checkpoint's weights (its latest epoch unless :EPOCH is given; any network; the network and its size follow "
                              "it), with a fresh optimizer; a new alphabet gets a fresh pred_fc")
     parser.add_argument("--gpu", type=int, help="number of GPUs to train on [default 0]")
     parser.add_argument("--cpu", type=int, help="number of CPU contexts, when --gpu is 0 [default 1]")
@@ -355,10 +355,12 @@ class Start:
 
 
 def load_start(spec: str) -> Start:
-    """The checkpoint of `--finetune PREFIX:EPOCH`, or InputError."""
-    prefix, _, epoch = spec.rpartition(":")
-    if not prefix or not epoch.isdigit() or int(epoch) < 1:
-        raise InputError(f"--finetune takes PREFIX:EPOCH (for example pretrained/ocr:12), got {spec!r}")
+    """The checkpoint of `--finetune PREFIX[:EPOCH]` (the prefix's latest epoch unless given), or InputError."""
+    prefix, colon, epoch = spec.rpartition(":")
+    if not colon or not epoch.isdigit():
+        prefix, epoch = spec, str(checkpoint.latest_epoch(spec))
+    if not prefix or int(epoch) < 1:
+        raise InputError(f"--finetune takes PREFIX or PREFIX:EPOCH (for example pretrained/general:38), got {spec!r}")
     _, arg_params, aux_params, hp = checkpoint.load_with_hyperparams(prefix, int(epoch))
     if "pred_fc_weight" not in arg_params:
         raise checkpoint.CheckpointError(f"--finetune {spec}: {checkpoint.params_path(prefix, int(epoch))} has no "

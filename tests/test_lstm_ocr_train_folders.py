@@ -93,6 +93,10 @@ def test_defaults_follow_the_folder_and_the_checkpoint(digits, tmp_path):
     rules = lstm_ocr_train.hyperparameters.folder_schedule(18, finetune=True)  # 18: 20 less the hold-out
     assert (hp.num_epoch, hp.train_epoch_size, hp.learning_rate) == (
         rules["num_epoch"], rules["train_epoch_size"], rules["learning_rate"])
+    latest = lstm_ocr_train.resolve(["--train_dir", digits, "--finetune", PRETRAINED, "--prefix", str(tmp_path / "ocr")])
+    assert latest.start.arg_params.keys() == run.start.arg_params.keys()  # PREFIX alone: its latest epoch, 12
+    assert all((latest.start.arg_params[name] == run.start.arg_params[name]).asnumpy().all()
+               for name in run.start.arg_params)
     explicit = lstm_ocr_train.resolve(["--train_dir", digits, "--num_epoch", "3", "--learning_rate", "0.01",
                                        "--prefix", str(tmp_path / "ocr")]).hp
     assert (explicit.num_epoch, explicit.learning_rate, explicit.train_epoch_size) == (3, 0.01,
@@ -130,7 +134,8 @@ def test_a_case_folding_checkpoint_folds_the_folders_labels(tmp_path, font):
     (None, ["--finetune", f"{PRETRAINED}:12", "--num_hidden", "50"],
      "checkpoint .*pretrained/ocr:12 does not fit .* this network's"),
     (None, ["--finetune", f"{PRETRAINED}:12", "--network", "fused"], "is a crnn network; --network fused cannot"),
-    (None, ["--finetune", PRETRAINED], "--finetune takes PREFIX:EPOCH"),
+    (None, ["--finetune", f"{PRETRAINED}:0"], "--finetune takes PREFIX or PREFIX:EPOCH"),
+    (None, ["--finetune", f"{PRETRAINED}-none"], "no checkpoint has prefix .*ocr-none"),
     (None, ["--finetune", f"{PRETRAINED}:3"], "pretrained/ocr-0003.params"),
     (None, ["--synthetic", "0.5"], "--synthetic draws captchas: give a font"),
     (None, ["--synthetic", "2", "FONT"], "--synthetic is a fraction"),
