@@ -1,5 +1,5 @@
 """Train the LSTM + CTC captcha reader on random CAPTCHAs drawn in the given font(s), or on a folder
-of labelled images (`--train_dir`), from scratch or from a checkpoint (`--finetune PREFIX:EPOCH`).
+of labelled images (`--train_dir`), from scratch or from a checkpoint (`--finetune PREFIX[:EPOCH]`).
 
     python lstm_ocr_train.py --loss ctc font/
     python lstm_ocr_train.py --gpu 1 --num_proc 4 --loss warpctc font/Ubuntu-M.ttf
@@ -79,8 +79,9 @@ def build_parser() -> ArgumentParser:
     parser.add_argument("--skip_bad", action="store_true",
                         help="with --train_dir: skip unreadable images (counted in the log) instead of stopping")
     parser.add_argument("--finetune", metavar="PREFIX[:EPOCH]",
-                        help="start from this checkpoint's weights (its latest epoch unless :EPOCH is given; any network; the network and its size follow "
-                             "it), with a fresh optimizer; a new alphabet gets a fresh pred_fc")
+                        help="start from this checkpoint's weights (its latest epoch unless :EPOCH is given; any "
+                             "network: the network and its size follow it), with a fresh optimizer; a new alphabet "
+                             "gets a fresh pred_fc")
     parser.add_argument("--gpu", type=int, help="number of GPUs to train on [default 0]")
     parser.add_argument("--cpu", type=int, help="number of CPU contexts, when --gpu is 0 [default 1]")
     parser.add_argument("--num_proc", type=int, help="CAPTCHA generating processes [default 2]")

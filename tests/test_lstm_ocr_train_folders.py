@@ -93,7 +93,8 @@ def test_defaults_follow_the_folder_and_the_checkpoint(digits, tmp_path):
     rules = lstm_ocr_train.hyperparameters.folder_schedule(18, finetune=True)  # 18: 20 less the hold-out
     assert (hp.num_epoch, hp.train_epoch_size, hp.learning_rate) == (
         rules["num_epoch"], rules["train_epoch_size"], rules["learning_rate"])
-    latest = lstm_ocr_train.resolve(["--train_dir", digits, "--finetune", PRETRAINED, "--prefix", str(tmp_path / "ocr")])
+    latest = lstm_ocr_train.resolve(["--train_dir", digits, "--finetune", PRETRAINED,
+                                     "--prefix", str(tmp_path / "ocr")])
     assert latest.start.arg_params.keys() == run.start.arg_params.keys()  # PREFIX alone: its latest epoch, 12
     assert all((latest.start.arg_params[name] == run.start.arg_params[name]).asnumpy().all()
                for name in run.start.arg_params)
