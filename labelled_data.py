@@ -12,10 +12,9 @@ import hashlib
 import os
 import re
 
-from PIL import Image
-
 from cli import InputError
 from hyperparameters import MAX_IMAGE_BYTES, MAX_LABELS_BYTES
+from images import allowed_extensions
 
 LABEL_FILES = {"labels.csv": ",", "labels.tsv": "\t"}
 HEADER_WORDS = ({"file", "filename", "name", "path", "image"}, {"text", "label"})
@@ -23,7 +22,8 @@ GENERATED_NAME = re.compile(r"^\d+_(.+)$")  # NNNN_TEXT: the generator's labelle
 
 
 def image_extensions() -> set[str]:
-    return set(Image.registered_extensions())
+    """The extensions of the formats images.py opens (ICO, ICNS and the like are not images here)."""
+    return allowed_extensions()
 
 
 def is_image_name(name: str) -> bool:

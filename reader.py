@@ -24,6 +24,7 @@ import threading
 from dataclasses import dataclass
 
 import numpy as np
+from PIL import Image
 
 from cli import InputError, mxnet_missing
 from ctc_decode import Decoded, decode_with_confidence
@@ -227,9 +228,9 @@ class Reader:
     def network_input(self, source, name: str | None = None, max_pixels: int = MAX_IMAGE_PIXELS) -> np.ndarray:
         """An image (a path, encoded bytes, a binary file object, a uint8 array or a PIL image) as the
         network's (width, height) uint8 input, or InputError."""
-        if hasattr(source, "getbands") and hasattr(source, "convert"):  # a PIL image
-            source = np.asarray(source if source.mode == "L" else source.convert("RGBA"))
-        elif hasattr(source, "read") and not isinstance(source, str | bytes | os.PathLike):  # a file object
+        if isinstance(source, Image.Image):  # any mode, its EXIF orientation applied, as its file would read
+            return read_network_input(source, self.hp, name or "the PIL image", max_pixels)
+        if hasattr(source, "read") and not isinstance(source, str | bytes | os.PathLike):  # a file object
             name = name or str(getattr(source, "name", "the file object"))
             if isinstance(source, io.TextIOBase):
                 raise InputError(f"{name} is a text-mode file; open it with 'rb'")
