@@ -16,10 +16,12 @@ from collections.abc import Callable
 from dataclasses import asdict
 
 import mxnet as mx
+import numpy as np
 
 import hyperparameters
+import model_check
 from cli import TEMPORARY_MARK, InputError, temporary_path, write_atomically, write_text
-from hyperparameters import CRNN_FIRST_CONV, FUSED_PARAMS, Hyperparams
+from hyperparameters import CRNN_FIRST_CONV, FUSED_PARAMS, MAX_MODEL_BYTES, Hyperparams
 
 MAX_STATE_PARTS = 4  # arrays per weight in any optimizer's state (Adam has 2)
 STATE_TOTAL = "__num_update"  # the optimizer's update count, in a .states file
@@ -154,6 +156,10 @@ def read_optimizer_states(path: str) -> tuple[dict, dict, int]:
     unpickled)."""
     fresh = "delete it to resume with a fresh optimizer"
     try:
+        model_check.check_ndarray_file(path, MAX_MODEL_BYTES)
+    except InputError as error:
+        raise CheckpointError(f"{error}; {fresh}") from None
+    try:
         saved = mx.nd.load(path)
     except mx.base.MXNetError:
         raise CheckpointError(f"{path} is not an optimizer state this program wrote (a truncated file, or an "
@@ -171,11 +177,23 @@ def read_optimizer_states(path: str) -> tuple[dict, dict, int]:
                     raise ValueError(key)
                 states.setdefault(index, [None] * parts)[part_number] = value
             elif kind == "count":
-                counts[_index(rest[0])] = int(value.asnumpy()[0])
-        total = int(saved[STATE_TOTAL].asnumpy()[0])
+                counts[_index(rest[0])] = _count(value, key)
+            elif key != STATE_TOTAL:
+                raise ValueError(key)
+        total = _count(saved[STATE_TOTAL], STATE_TOTAL)
     except (ValueError, IndexError):
         raise CheckpointError(f"{path} is a malformed optimizer state; {fresh}") from None
     return {index: parts[0] if len(parts) == 1 else tuple(parts) for index, parts in states.items()}, counts, total
+
+
+def _count(value: "mx.nd.NDArray", key: str) -> int:
+    """An update count as saved: one non-negative integer (a negative one is a crafted file)."""
+    if value.shape != (1,) or np.dtype(value.dtype).kind not in "iu":
+        raise ValueError(key)
+    count = int(value.asnumpy()[0])
+    if count < 0:
+        raise ValueError(key)
+    return count
 
 
 def load_optimizer_states(updater: "mx.optimizer.Updater", path: str) -> None:
@@ -239,9 +257,15 @@ def load(prefix: str, epoch: int) -> tuple:
     if not os.path.isfile(symbol_file):
         raise CheckpointError(f"no symbol file {symbol_file} beside {path}")
     try:
-        symbol = mx.sym.load(symbol_file)
-    except (mx.base.MXNetError, ValueError):
+        symbol = mx.sym.load_json(model_check.read_symbol(symbol_file))
+    except InputError as error:
+        raise CheckpointError(str(error)) from None
+    except (mx.base.MXNetError, ValueError, UnicodeDecodeError):
         raise CheckpointError(f"{symbol_file} is not an MXNet symbol file") from None
+    try:
+        model_check.check_ndarray_file(path, MAX_MODEL_BYTES)
+    except InputError as error:
+        raise CheckpointError(str(error)) from None
     try:
         saved = mx.nd.load(path)
     except mx.base.MXNetError:
@@ -259,10 +283,9 @@ def _saved_meta(prefix: str) -> dict:
     if not os.path.isfile(path):
         return {}
     try:
-        with open(path, encoding="utf-8") as file:
-            saved = json.load(file)
-    except (OSError, ValueError, RecursionError) as error:
-        raise CheckpointError(f"{path} is not a valid checkpoint meta file: {error}") from None
+        saved = model_check.load_json(path, f"{path} is not a valid checkpoint meta file")
+    except InputError as error:
+        raise CheckpointError(str(error)) from None
     if not isinstance(saved, dict):
         raise CheckpointError(f"{path} is not a valid checkpoint meta file: it is not a JSON object")
     return saved
