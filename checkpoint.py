@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import re
+import stat
 from collections.abc import Callable
 from dataclasses import asdict
 
@@ -115,7 +116,19 @@ def lock(prefix: str):
     ends, the lock goes); InputError if another live process holds it."""
     import fcntl
 
-    file = open(lock_path(prefix), "a+")  # noqa: SIM115  (kept open: it is the lock)
+    path = lock_path(prefix)
+    try:  # never through a symlink, never truncated on open: a link planted there cannot empty another file
+        descriptor = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK, 0o644)
+    except OSError as error:
+        reason = "it is a symlink" if os.path.islink(path) else error.strerror or str(error)
+        raise InputError(f"cannot use the lock file {path}: {reason}; remove it, or choose another --prefix") \
+            from None
+    info = os.fstat(descriptor)
+    if not stat.S_ISREG(info.st_mode) or info.st_nlink > 1:
+        os.close(descriptor)
+        kind = "has other names (a hard link)" if stat.S_ISREG(info.st_mode) else "is not a regular file"
+        raise InputError(f"the lock file {path} {kind}; remove it, or choose another --prefix")
+    file = os.fdopen(descriptor, "r+")
     try:
         fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:

@@ -176,6 +176,24 @@ def test_a_second_lock_on_a_prefix_is_refused_until_the_first_goes(tmp_path):
     checkpoint.lock(prefix).close()
 
 
+def test_a_lock_that_is_a_link_is_refused_and_what_it_points_to_is_kept(tmp_path):
+    victim = tmp_path / "another-run-0001.params"
+    victim.write_bytes(b"precious")
+    prefix = str(tmp_path / "ocr")
+    os.symlink(victim, checkpoint.lock_path(prefix))
+    with pytest.raises(InputError, match="lock file .*ocr.lock: it is a symlink"):
+        checkpoint.lock(prefix)
+    os.remove(checkpoint.lock_path(prefix))
+    os.link(victim, checkpoint.lock_path(prefix))
+    with pytest.raises(InputError, match="has other names"):
+        checkpoint.lock(prefix)
+    os.remove(checkpoint.lock_path(prefix))
+    os.mkfifo(checkpoint.lock_path(prefix))
+    with pytest.raises(InputError, match="not a regular file"):
+        checkpoint.lock(prefix)  # and does not block
+    assert victim.read_bytes() == b"precious"
+
+
 def test_unwritable_prefixes_fail_before_training(tmp_path):
     with pytest.raises(InputError, match="does not exist"):
         checkpoint.check_writable(str(tmp_path / "missing" / "ocr"), [1])
