@@ -100,6 +100,15 @@ def check_count(name: str, value: int, most: int) -> None:
         raise InputError(f"--{name} must be between 1 and {most} on this machine, got {value}")
 
 
+MAX_SEED = 2 ** 32 - 1  # NumPy's and MXNet's seeds are 32-bit
+
+
+def check_seed(seed: int | None) -> None:
+    """Raise InputError unless `seed` is None or 0..MAX_SEED (a negative one is a NumPy traceback)."""
+    if seed is not None and not 0 <= seed <= MAX_SEED:
+        raise InputError(f"--seed must be between 0 and {MAX_SEED}, got {seed}")
+
+
 def mxnet_missing(what: str) -> str:
     """The message for `what` (something that needs MXNet) in a Python without it (the ONNX venv)."""
     return (f"{what} needs MXNet, which this Python ({sys.executable}) lacks: run it with the project's .venv "
