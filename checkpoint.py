@@ -171,7 +171,8 @@ def read_optimizer_states(path: str) -> tuple[dict, dict, int]:
     try:
         model_check.check_ndarray_file(path, MAX_MODEL_BYTES)
     except InputError as error:
-        raise CheckpointError(f"{error}; {fresh}") from None
+        raise CheckpointError(f"{path} is not an optimizer state this program wrote ({error}; an older version's "
+                              f"pickle is never loaded); {fresh}") from None
     try:
         saved = mx.nd.load(path)
     except mx.base.MXNetError:
@@ -207,6 +208,24 @@ def _count(value: "mx.nd.NDArray", key: str) -> int:
     if count < 0:
         raise ValueError(key)
     return count
+
+
+def state_parts(optimizer: str, momentum: float) -> int:
+    """Arrays per weight in the state of `optimizer` (SGD without momentum keeps none)."""
+    return 2 if optimizer == "adam" else int(momentum > 0)
+
+
+def check_states_fit(path: str, optimizer: str, momentum: float, saved_optimizer: str | None = None) -> None:
+    """CheckpointError unless the .states file `path` holds the state of `optimizer` (another optimizer's
+    state would be read as this one's: a traceback mid-epoch, or silently wrong updates)."""
+    states, _, _ = read_optimizer_states(path)
+    wanted = state_parts(optimizer, momentum)
+    found = {len(state) if isinstance(state, tuple) else 1 for state in states.values()}
+    if found and found != {wanted}:
+        saved = f" (the run's own --optimizer {saved_optimizer})" if saved_optimizer else ""
+        raise CheckpointError(f"{path} holds another optimizer's state ({'/'.join(map(str, sorted(found)))} arrays a "
+                              f"weight; --optimizer {optimizer} keeps {wanted}): resume with the optimizer it was "
+                              f"saved with{saved}, or delete it to resume with a fresh optimizer")
 
 
 def load_optimizer_states(updater: "mx.optimizer.Updater", path: str) -> None:

@@ -166,8 +166,8 @@ def resolve(argv: list[str] | None = None) -> Run:
     if saved is not None:
         check_resumed(args, hp, hyperparameters.from_saved(saved))
         states = checkpoint.states_path(args.prefix, args.load_epoch)
-        if not is_distributed(args) and os.path.isfile(states):
-            checkpoint.read_optimizer_states(states)  # a foreign or malformed file is refused now
+        if not is_distributed(args) and os.path.isfile(states):  # a foreign or malformed file is refused now
+            checkpoint.check_states_fit(states, hp.optimizer, hp.momentum, saved.get("optimizer"))
     if plan is not None:
         check_folder_labels(hp, plan)
     check_args(args, hp)

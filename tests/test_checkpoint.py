@@ -213,3 +213,22 @@ def test_a_meta_file_whose_alphabet_does_not_fit_the_params_is_refused(saved):
         json.dump({"chars": "abc", "min_len": 1, "max_len": 2}, file)
     with pytest.raises(checkpoint.CheckpointError, match="ocr-meta.json has 3 characters but .*ocr-0002.params has 2"):
         checkpoint.load_with_hyperparams(prefix, 2)
+
+
+def test_another_optimizers_state_is_refused_before_resuming(tmp_path):
+    from lstm_ocr_train import updater_of
+
+    paths = {}
+    for optimizer, options in (("adam", {}), ("sgd", {"momentum": 0.9})):
+        mod = _trained_module(optimizer)
+        mod.init_optimizer(optimizer=optimizer, optimizer_params={"learning_rate": 0.1, **options}, force_init=True)
+        _step(mod, 0)
+        paths[optimizer] = str(tmp_path / f"{optimizer}-0001.states")
+        checkpoint.save_optimizer_states(updater_of(mod), paths[optimizer])
+    checkpoint.check_states_fit(paths["adam"], "adam", 0.9)
+    checkpoint.check_states_fit(paths["sgd"], "sgd", 0.9)
+    with pytest.raises(checkpoint.CheckpointError, match=r"another optimizer's state \(2 arrays a weight; --optimizer "
+                                                         r"sgd keeps 1\).*--optimizer adam"):
+        checkpoint.check_states_fit(paths["adam"], "sgd", 0.9, saved_optimizer="adam")
+    with pytest.raises(checkpoint.CheckpointError, match="--optimizer adam keeps 2"):
+        checkpoint.check_states_fit(paths["sgd"], "adam", 0.9)
