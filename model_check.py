@@ -245,9 +245,10 @@ def check_ndarray_file(path: str, limit: int) -> None:
                              "array file")
 
 
-def check_bound_graph(symbol, data_shape: tuple[int, ...], params: dict, path: str) -> None:
-    """InputError unless shape inference at `data_shape` gives every saved parameter its shape and the
-    graph's arguments and intermediate outputs stay within MAX_GRAPH_ELEMENTS (nothing is allocated)."""
+def check_bound_graph(symbol, data_shape: tuple[int, ...], params: dict) -> None:
+    """InputError (the reason alone, for the caller to name the files) unless shape inference at
+    `data_shape` gives every saved parameter its shape and the graph's arguments and intermediate
+    outputs stay within MAX_GRAPH_ELEMENTS (nothing is allocated)."""
     import mxnet as mx
 
     internals = symbol.get_internals()
@@ -255,14 +256,13 @@ def check_bound_graph(symbol, data_shape: tuple[int, ...], params: dict, path: s
         arg_shapes, out_shapes, aux_shapes = internals.infer_shape(data=data_shape)
     except (mx.base.MXNetError, ValueError, TypeError) as error:
         lines = [line for line in str(error).splitlines() if line.strip()]
-        raise InputError(f"{path}: its graph does not take a {data_shape} input ({lines[-1] if lines else error})") \
-            from None
+        raise InputError(f"its graph does not take a {data_shape} input ({lines[-1] if lines else error})") from None
     if arg_shapes is None:
-        raise InputError(f"{path}: the shapes of its graph cannot be inferred from its input")
+        raise InputError("the shapes of its graph cannot be inferred from its input")
     names = internals.list_arguments() + internals.list_auxiliary_states()
     for name, shape in zip(names, arg_shapes + aux_shapes, strict=True):
         if name in params and tuple(params[name].shape) != tuple(shape):
-            raise InputError(f"{path}: its {name} is {tuple(params[name].shape)}, its graph's {tuple(shape)}")
+            raise InputError(f"its {name} is {tuple(params[name].shape)}, the graph's {tuple(shape)}")
     total = 0
     for shape in arg_shapes + out_shapes + aux_shapes:
         elements = 1
@@ -270,7 +270,7 @@ def check_bound_graph(symbol, data_shape: tuple[int, ...], params: dict, path: s
             elements *= dim
         total += elements
     if total > MAX_GRAPH_ELEMENTS:
-        raise InputError(f"{path}: its graph needs {total} values at batch {data_shape[0]}, over the limit of "
+        raise InputError(f"its graph needs {total} values at batch {data_shape[0]}, over the limit of "
                          f"{MAX_GRAPH_ELEMENTS}")
 
 
@@ -307,7 +307,7 @@ def check_onnx(data: bytes, path: str, hyperparams: Callable[[dict], object]):
     try:
         model = onnx.load_model_from_string(data)
     except (DecodeError, ValueError, RuntimeError) as error:
-        raise InputError(f"{path} is not an ONNX model ({' '.join(str(error).split())[:200]})") from None
+        raise InputError(f"{path} is not a readable ONNX model ({' '.join(str(error).split())[:200]})") from None
     if len(model.functions):
         raise InputError(f"{path} defines functions of its own; refused (only the ops onnx_export.py writes)")
     for opset in model.opset_import:

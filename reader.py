@@ -52,8 +52,12 @@ def load_module(prefix: str, epoch: int, batch_size: int, check_batch: int | Non
     except (mx.base.MXNetError, KeyError) as error:
         raise checkpoint.CheckpointError(f"{checkpoint.symbol_path(prefix)} has no pred_fc layer: not a network of "
                                          f"this project ({checkpoint.mxnet_reason(error)})") from None
-    model_check.check_bound_graph(inference, (check_batch or batch_size, hp.image_width, hp.image_height),
-                                  arg_params | aux_params, checkpoint.symbol_path(prefix))
+    try:
+        model_check.check_bound_graph(inference, (check_batch or batch_size, hp.image_width, hp.image_height),
+                                      arg_params | aux_params)
+    except InputError as error:
+        raise checkpoint.CheckpointError(f"{checkpoint.params_path(prefix, epoch)} does not fit "
+                                         f"{checkpoint.symbol_path(prefix)}: {error}") from None
     try:
         mod = mx.mod.Module(inference, data_names=["data"], label_names=None, context=mx.cpu())
         mod.bind(for_training=False, data_shapes=[("data", (batch_size, hp.image_width, hp.image_height))])

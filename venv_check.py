@@ -4,8 +4,9 @@ way instead of a traceback. Only lstm_ocr_infer.py and lstm_ocr_serve.py run the
 
 import importlib.util
 
-from cli import exit_with
+from cli import exit_on_signals, exit_with
 
+exit_on_signals()  # Ctrl-C while MXNet imports: one line, not a traceback
 NEEDED = ("mxnet", "captcha", "fontTools", "matplotlib", "cv2")
 
 missing = [name for name in NEEDED if importlib.util.find_spec(name) is None]
