@@ -20,10 +20,11 @@ from PIL import Image, ImageFont
 
 import hyperparameters
 from captcha_styles import VariedCaptcha
-from cli import ArgumentParser, InputError, run_main, write_atomically
+from cli import ArgumentParser, InputError, check_count, check_seed, run_main, write_atomically
 from hyperparameters import RENDER_SCALE, STYLES, TEXT_FIELDS, Hyperparams
 from images import to_float, to_network_input
 
+MAX_COUNT = 1_000_000  # images one --count run writes
 NAME_UNSAFE = "/\\_\0"  # characters a label written into a file name NNNN_TEXT cannot hold
 
 
@@ -126,8 +127,7 @@ class CaptchaGen:
 
 def write_labelled(gen: CaptchaGen, count: int, folder: str) -> None:
     """`count` random captchas in `folder` (created if needed), named NNNN_TEXT.png."""
-    if count <= 0:
-        raise InputError(f"--count must be positive, got {count}")
+    check_count("count", count, MAX_COUNT)
     parent = os.path.dirname(os.path.abspath(folder))
     if not os.path.isdir(parent):
         raise InputError(f"folder {parent} does not exist")
@@ -136,11 +136,19 @@ def write_labelled(gen: CaptchaGen, count: int, folder: str) -> None:
     unsafe = sorted(set(gen.hp.chars) & set(NAME_UNSAFE))
     if unsafe:
         raise InputError(f"--chars has {''.join(unsafe)!r}, which cannot stand in a file name NNNN_TEXT.png")
-    existing = os.listdir(folder) if os.path.isdir(folder) else []
+    try:
+        existing = os.listdir(folder) if os.path.isdir(folder) else []
+    except OSError as error:
+        raise InputError(f"cannot list folder {folder}: {error.strerror or error}") from None
     if existing:
         raise InputError(f"folder {folder} already holds {len(existing)} files; --count writes a labelled set "
                          "into a new or empty folder, so that two sets never mix")
-    os.makedirs(folder, exist_ok=True)
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as error:  # a read-only folder or file system, /proc, no space
+        raise InputError(f"cannot create folder {folder}: {error.strerror or error}") from None
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise InputError(f"cannot write into folder {folder}: permission denied")
     width = max(4, len(str(count - 1)))
     for index in range(count):
         text = gen.random_text()
@@ -170,6 +178,7 @@ def main() -> None:
     args = parser.parse_args()
     hp = hyperparameters.from_args(args)
     hp.validate()
+    check_seed(args.seed)
     fonts = find_fonts(args.font_path, hp.drawn_chars)
     text = args.num
     if text is not None:

@@ -12,14 +12,17 @@ import json
 import logging
 import os
 import re
+import stat
 from collections.abc import Callable
 from dataclasses import asdict
 
 import mxnet as mx
+import numpy as np
 
 import hyperparameters
+import model_check
 from cli import TEMPORARY_MARK, InputError, temporary_path, write_atomically, write_text
-from hyperparameters import CRNN_FIRST_CONV, FUSED_PARAMS, Hyperparams
+from hyperparameters import CRNN_FIRST_CONV, FUSED_PARAMS, MAX_MODEL_BYTES, Hyperparams
 
 MAX_STATE_PARTS = 4  # arrays per weight in any optimizer's state (Adam has 2)
 STATE_TOTAL = "__num_update"  # the optimizer's update count, in a .states file
@@ -113,7 +116,19 @@ def lock(prefix: str):
     ends, the lock goes); InputError if another live process holds it."""
     import fcntl
 
-    file = open(lock_path(prefix), "a+")  # noqa: SIM115  (kept open: it is the lock)
+    path = lock_path(prefix)
+    try:  # never through a symlink, never truncated on open: a link planted there cannot empty another file
+        descriptor = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK, 0o644)
+    except OSError as error:
+        reason = "it is a symlink" if os.path.islink(path) else error.strerror or str(error)
+        raise InputError(f"cannot use the lock file {path}: {reason}; remove it, or choose another --prefix") \
+            from None
+    info = os.fstat(descriptor)
+    if not stat.S_ISREG(info.st_mode) or info.st_nlink > 1:
+        os.close(descriptor)
+        kind = "has other names (a hard link)" if stat.S_ISREG(info.st_mode) else "is not a regular file"
+        raise InputError(f"the lock file {path} {kind}; remove it, or choose another --prefix")
+    file = os.fdopen(descriptor, "r+")
     try:
         fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
@@ -154,6 +169,11 @@ def read_optimizer_states(path: str) -> tuple[dict, dict, int]:
     unpickled)."""
     fresh = "delete it to resume with a fresh optimizer"
     try:
+        model_check.check_ndarray_file(path, MAX_MODEL_BYTES)
+    except InputError as error:
+        raise CheckpointError(f"{path} is not an optimizer state this program wrote ({error}; an older version's "
+                              f"pickle is never loaded); {fresh}") from None
+    try:
         saved = mx.nd.load(path)
     except mx.base.MXNetError:
         raise CheckpointError(f"{path} is not an optimizer state this program wrote (a truncated file, or an "
@@ -171,11 +191,41 @@ def read_optimizer_states(path: str) -> tuple[dict, dict, int]:
                     raise ValueError(key)
                 states.setdefault(index, [None] * parts)[part_number] = value
             elif kind == "count":
-                counts[_index(rest[0])] = int(value.asnumpy()[0])
-        total = int(saved[STATE_TOTAL].asnumpy()[0])
+                counts[_index(rest[0])] = _count(value, key)
+            elif key != STATE_TOTAL:
+                raise ValueError(key)
+        total = _count(saved[STATE_TOTAL], STATE_TOTAL)
     except (ValueError, IndexError):
         raise CheckpointError(f"{path} is a malformed optimizer state; {fresh}") from None
     return {index: parts[0] if len(parts) == 1 else tuple(parts) for index, parts in states.items()}, counts, total
+
+
+def _count(value: "mx.nd.NDArray", key: str) -> int:
+    """An update count as saved: one non-negative integer (a negative one is a crafted file)."""
+    if value.shape != (1,) or np.dtype(value.dtype).kind not in "iu":
+        raise ValueError(key)
+    count = int(value.asnumpy()[0])
+    if count < 0:
+        raise ValueError(key)
+    return count
+
+
+def state_parts(optimizer: str, momentum: float) -> int:
+    """Arrays per weight in the state of `optimizer` (SGD without momentum keeps none)."""
+    return 2 if optimizer == "adam" else int(momentum > 0)
+
+
+def check_states_fit(path: str, optimizer: str, momentum: float, saved_optimizer: str | None = None) -> None:
+    """CheckpointError unless the .states file `path` holds the state of `optimizer` (another optimizer's
+    state would be read as this one's: a traceback mid-epoch, or silently wrong updates)."""
+    states, _, _ = read_optimizer_states(path)
+    wanted = state_parts(optimizer, momentum)
+    found = {len(state) if isinstance(state, tuple) else 1 for state in states.values()}
+    if found and found != {wanted}:
+        saved = f" (the run's own --optimizer {saved_optimizer})" if saved_optimizer else ""
+        raise CheckpointError(f"{path} holds another optimizer's state ({'/'.join(map(str, sorted(found)))} arrays a "
+                              f"weight; --optimizer {optimizer} keeps {wanted}): resume with the optimizer it was "
+                              f"saved with{saved}, or delete it to resume with a fresh optimizer")
 
 
 def load_optimizer_states(updater: "mx.optimizer.Updater", path: str) -> None:
@@ -239,9 +289,15 @@ def load(prefix: str, epoch: int) -> tuple:
     if not os.path.isfile(symbol_file):
         raise CheckpointError(f"no symbol file {symbol_file} beside {path}")
     try:
-        symbol = mx.sym.load(symbol_file)
-    except (mx.base.MXNetError, ValueError):
+        symbol = mx.sym.load_json(model_check.read_symbol(symbol_file))
+    except InputError as error:
+        raise CheckpointError(str(error)) from None
+    except (mx.base.MXNetError, ValueError, UnicodeDecodeError):
         raise CheckpointError(f"{symbol_file} is not an MXNet symbol file") from None
+    try:
+        model_check.check_ndarray_file(path, MAX_MODEL_BYTES)
+    except InputError as error:
+        raise CheckpointError(str(error)) from None
     try:
         saved = mx.nd.load(path)
     except mx.base.MXNetError:
@@ -259,10 +315,9 @@ def _saved_meta(prefix: str) -> dict:
     if not os.path.isfile(path):
         return {}
     try:
-        with open(path, encoding="utf-8") as file:
-            saved = json.load(file)
-    except (OSError, ValueError, RecursionError) as error:
-        raise CheckpointError(f"{path} is not a valid checkpoint meta file: {error}") from None
+        saved = model_check.load_json(path, f"{path} is not a valid checkpoint meta file")
+    except InputError as error:
+        raise CheckpointError(str(error)) from None
     if not isinstance(saved, dict):
         raise CheckpointError(f"{path} is not a valid checkpoint meta file: it is not a JSON object")
     return saved

@@ -46,14 +46,30 @@ def stop_on_signals() -> None:
     signal.signal(signal.SIGTERM, _raise_interrupted)
 
 
+def _exit_interrupted(signum, frame) -> None:
+    exit_with(f"interrupted by {signal.Signals(signum).name}", code=130)
+
+
+def exit_on_signals() -> None:
+    """For a script still starting (importing MXNet takes seconds): SIGINT and SIGTERM end it with one
+    `error:` line and exit 130, never a KeyboardInterrupt traceback. Scripts only, never a library."""
+    signal.signal(signal.SIGINT, _exit_interrupted)
+    signal.signal(signal.SIGTERM, _exit_interrupted)
+
+
 def run_main(main: Callable[[], None]) -> None:
-    """Run a script's `main`: an InputError becomes one `error:` line (exit 2), and a reader that closed
-    our standard output (`... | head -1`) one line too (exit 1), never a traceback."""
+    """Run a script's `main`: an InputError becomes one `error:` line (exit 2), Ctrl-C or SIGTERM one line
+    (exit 130), and a reader that closed our standard output (`... | head -1`) one line too (exit 1),
+    never a traceback."""
     try:
         main()
         sys.stdout.flush()
     except InputError as error:
         exit_with(error)
+    except KeyboardInterrupt:
+        exit_with("interrupted by SIGINT", code=130)
+    except Interrupted as signal_name:
+        exit_with(f"interrupted by {signal_name}", code=130)
     except BrokenPipeError:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the exit's own flush must not fail again
         exit_with("standard output was closed before every result was written", code=1)
@@ -98,6 +114,15 @@ def check_count(name: str, value: int, most: int) -> None:
     """Raise InputError unless 1 <= value <= most: counts of processes, devices and the like."""
     if not 1 <= value <= most:
         raise InputError(f"--{name} must be between 1 and {most} on this machine, got {value}")
+
+
+MAX_SEED = 2 ** 32 - 1  # NumPy's and MXNet's seeds are 32-bit
+
+
+def check_seed(seed: int | None) -> None:
+    """Raise InputError unless `seed` is None or 0..MAX_SEED (a negative one is a NumPy traceback)."""
+    if seed is not None and not 0 <= seed <= MAX_SEED:
+        raise InputError(f"--seed must be between 0 and {MAX_SEED}, got {seed}")
 
 
 def mxnet_missing(what: str) -> str:

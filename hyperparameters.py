@@ -1,6 +1,7 @@
 """Every constant of the network and its training, in one place, each overridable from the CLI."""
 
 import argparse
+import math
 from dataclasses import dataclass, fields
 
 import numpy as np
@@ -34,6 +35,12 @@ TEXT_FIELDS = ("chars", "min_len", "max_len", "case")  # which texts a model rea
 CASES = ("keep", "fold")
 ALIASES = {"max_len": ["--num_label"]}  # the example's name for the label length
 NON_NEGATIVE = ("momentum", "wd", "clip_gradient")  # 0 turns these off; every other number must be positive
+# The most each count or size may be: a command line, a meta file or a model's metadata asking for more
+# is refused before anything is allocated (a bound share of the machine).
+UPPER_LIMITS = {"batch_size": 4096, "train_epoch_size": 100_000_000, "eval_epoch_size": 10_000_000,
+                "num_epoch": 100_000, "seq_length": 2048, "image_height": 512, "num_hidden": 4096,
+                "num_lstm_layer": 16, "crnn_first_channels": 1024, "min_len": 256, "max_len": 256}
+MAX_CHARS = 4096  # characters of an alphabet
 OPTIMIZERS = ("sgd", "adam")
 # How an image of any size becomes the network's seq_length x image_height input: `stretch` resizes it
 # (the example's way); `pad` scales it to fit, keeping its aspect ratio, and pads with its border's gray.
@@ -161,6 +168,10 @@ class Hyperparams:
         """Raise InputError naming the first setting that cannot work."""
         for field in fields(self):
             value = getattr(self, field.name)
+            if field.type is float and not math.isfinite(value):
+                raise InputError(f"--{field.name} must be a finite number, got {value}")
+            if field.name in UPPER_LIMITS and value > UPPER_LIMITS[field.name]:
+                raise InputError(f"--{field.name} must be at most {UPPER_LIMITS[field.name]}, got {value}")
             if field.name in NON_NEGATIVE and value < 0:
                 raise InputError(f"--{field.name} must not be negative, got {value}")
             if field.type in (int, float) and value <= 0 and field.name not in NON_NEGATIVE:
@@ -176,6 +187,8 @@ class Hyperparams:
                 raise InputError(f"--{name} must be one of {', '.join(choices)}, got {getattr(self, name)!r}")
         if not self.chars:
             raise InputError("--chars must not be empty")
+        if len(self.chars) > MAX_CHARS:
+            raise InputError(f"--chars must have at most {MAX_CHARS} characters, got {len(self.chars)}")
         if len(set(self.chars)) != len(self.chars):
             raise InputError(f"--chars has a repeated character: {self.chars!r}")
         both = sorted(c for c in self.chars if c.islower() and c.upper() in self.chars)

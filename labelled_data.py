@@ -12,10 +12,9 @@ import hashlib
 import os
 import re
 
-from PIL import Image
-
 from cli import InputError
 from hyperparameters import MAX_IMAGE_BYTES, MAX_LABELS_BYTES
+from images import allowed_extensions
 
 LABEL_FILES = {"labels.csv": ",", "labels.tsv": "\t"}
 HEADER_WORDS = ({"file", "filename", "name", "path", "image"}, {"text", "label"})
@@ -23,7 +22,8 @@ GENERATED_NAME = re.compile(r"^\d+_(.+)$")  # NNNN_TEXT: the generator's labelle
 
 
 def image_extensions() -> set[str]:
-    return set(Image.registered_extensions())
+    """The extensions of the formats images.py opens (ICO, ICNS and the like are not images here)."""
+    return allowed_extensions()
 
 
 def is_image_name(name: str) -> bool:
@@ -157,27 +157,24 @@ def _digest(path: str) -> str:
 
 def shared_files(train: list[str], val: list[str]) -> list[tuple[str, str]]:
     """(training file, validation file) pairs that are one file (through links) or hold the same bytes.
-    Only files of equal size are hashed."""
+    Linear in the folders' size: only files of a size some validation file has are hashed, each once,
+    and each validation file is one lookup in a dictionary keyed by size and digest."""
     pairs = []
     real = {os.path.realpath(path): path for path in train}
     sizes: dict[int, list[str]] = {}
     for path in train:
         sizes.setdefault(os.path.getsize(path), []).append(path)
-    digests: dict[str, str] = {}
+    by_content: dict[tuple[int, str], str] = {}
     for path in val:
         if os.path.realpath(path) in real:
             pairs.append((real[os.path.realpath(path)], path))
             continue
-        candidates = sizes.get(os.path.getsize(path), [])
-        if not candidates:
-            continue
-        for candidate in candidates:
-            if candidate not in digests:
-                digests[candidate] = _digest(candidate)
-        digest = _digest(path)
-        same = [c for c in candidates if digests[c] == digest]
-        if same:
-            pairs.append((same[0], path))
+        size = os.path.getsize(path)
+        for candidate in sizes.pop(size, []):  # a size's training files are hashed the first time it is met
+            by_content.setdefault((size, _digest(candidate)), candidate)
+        found = by_content.get((size, _digest(path)))
+        if found is not None:
+            pairs.append((found, path))
     return pairs
 
 

@@ -15,6 +15,7 @@ import venv_check  # noqa: F401  (first: one error line, not a traceback, withou
 
 import argparse
 import logging
+import math
 import os
 import sys
 import time
@@ -29,7 +30,7 @@ import hyperparameters
 import labelled_data
 import training_curves
 from captcha_generator import find_fonts
-from cli import ArgumentParser, InputError, Interrupted, check_count, exit_with, run_main, stop_on_signals
+from cli import ArgumentParser, InputError, Interrupted, check_count, check_seed, exit_with, run_main, stop_on_signals
 from hyperparameters import RECIPES, STYLES, TEXT_FIELDS, Hyperparams
 from images import to_float
 from lstm import convert_params, crnn_pooling, initial_params, lstm_ocr, output_steps
@@ -115,6 +116,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+class Diverged(Exception):
+    """Training produced a non-finite loss or weights; nothing of that epoch is saved."""
+
+
 @dataclass
 class Run:
     """A training run resolved from its command line: the options, the complete and checked
@@ -162,8 +167,8 @@ def resolve(argv: list[str] | None = None) -> Run:
     if saved is not None:
         check_resumed(args, hp, hyperparameters.from_saved(saved))
         states = checkpoint.states_path(args.prefix, args.load_epoch)
-        if not is_distributed(args) and os.path.isfile(states):
-            checkpoint.read_optimizer_states(states)  # a foreign or malformed file is refused now
+        if not is_distributed(args) and os.path.isfile(states):  # a foreign or malformed file is refused now
+            checkpoint.check_states_fit(states, hp.optimizer, hp.momentum, saved.get("optimizer"))
     if plan is not None:
         check_folder_labels(hp, plan)
     check_args(args, hp)
@@ -209,6 +214,12 @@ def check_args(args: argparse.Namespace, hp: Hyperparams) -> None:
             raise InputError(f"--{name} must not be negative, got {getattr(args, name)}")
     if args.gpu > MAX_DEVICES:
         raise InputError(f"--gpu must be at most {MAX_DEVICES}, got {args.gpu}")
+    check_seed(args.seed)
+    held = (min(args.pool_size, hp.train_epoch_size) + hp.eval_epoch_size) * hp.image_width * hp.image_height
+    if held > hyperparameters.MAX_FOLDER_BYTES:
+        raise InputError(f"--pool_size {args.pool_size} and --eval_epoch_size {hp.eval_epoch_size} hold {held} bytes "
+                         f"of images at the network's input size, over the limit of "
+                         f"{hyperparameters.MAX_FOLDER_BYTES}: give smaller ones")
     hp.validate()
     for name in ("crnn_blocks", "crnn_first_channels"):
         if name in args.given and hp.network != "crnn":
@@ -493,6 +504,11 @@ def fit(mod: mx.mod.Module, train_iter: OCRIter, val_iter, hp: Hyperparams, pref
             mod.forward_backward(batch)
             mod.update()
             mod.update_metric(metric, batch.label)
+            loss = dict(metric.get_global_name_value())["loss"]
+            if not math.isfinite(loss):
+                raise Diverged(f"the training loss became {loss} at epoch {epoch}, batch {batch_number} (a learning "
+                               f"rate too high for this network? --learning_rate {hp.learning_rate}): stopped "
+                               "before saving")
             log_batch(epoch, batch_number, metric)
         train_scores = dict(metric.get_global_name_value())
         for name, value in train_scores.items():
@@ -502,6 +518,11 @@ def fit(mod: mx.mod.Module, train_iter: OCRIter, val_iter, hp: Hyperparams, pref
         seconds += time.time() - tic
         if prefix is not None:
             arg_params, aux_params = mod.get_params()
+            broken = [name for name, value in {**arg_params, **aux_params}.items()
+                      if not np.isfinite(value.asnumpy()).all()]
+            if broken:
+                raise Diverged(f"the weights of {broken[0]} are no longer finite at the end of epoch {epoch} (a "
+                               f"learning rate too high? --learning_rate {hp.learning_rate}): stopped before saving")
             checkpoint.save(prefix, epoch, mod.symbol, arg_params, aux_params, hp,
                             (lambda path: checkpoint.save_optimizer_states(updater_of(mod), path))
                             if save_states else None, options)
@@ -685,6 +706,12 @@ def reading_command(args: argparse.Namespace, last: "training_curves.EpochRecord
             f"(validation accuracy {last.val_accuracy:.4f} after {last.samples} samples)")
 
 
+def last_checkpoint(prefix: str) -> str:
+    """The last params file saved under `prefix`, or `none`."""
+    epochs = checkpoint.saved_epochs(prefix)
+    return checkpoint.params_path(prefix, epochs[-1]) if epochs else "none"
+
+
 def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)-15s %(message)s")
     run = resolve(argv)
@@ -699,12 +726,12 @@ def main(argv: list[str] | None = None) -> None:
     try:
         train(args, hp, run.fonts, plan, fitted)
     except Interrupted as signal_name:
-        epochs = checkpoint.saved_epochs(args.prefix)
-        last = checkpoint.params_path(args.prefix, epochs[-1]) if epochs else "none"
-        sys.stderr.write(f"stopped by {signal_name}; last checkpoint: {last}\n")
+        sys.stderr.write(f"stopped by {signal_name}; last checkpoint: {last_checkpoint(args.prefix)}\n")
         sys.exit(130)
     except WorkerDied as error:
         exit_with(error, code=1)
+    except Diverged as error:
+        exit_with(f"{error}; last checkpoint: {last_checkpoint(args.prefix)}", code=1)
 
 
 if __name__ == "__main__":

@@ -37,6 +37,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 import checkpoint
+import model_check
 from cli import ArgumentParser, InputError, run_main, same_file, write_atomically
 from hyperparameters import ONNX_FORMAT, Hyperparams
 
@@ -352,6 +353,14 @@ def metadata(hp: Hyperparams, network: str, steps: int) -> dict[str, str]:
 def export(prefix: str, epoch: int, out: str) -> str:
     """Write checkpoint `prefix`/`epoch` as the ONNX model `out`; returns the network's name."""
     symbol, arg_params, aux_params, hp = checkpoint.load_with_hyperparams(prefix, epoch)
+    if "pred_fc_output" in symbol.get_internals().list_outputs():  # else build() says what is missing
+        try:
+            model_check.check_bound_graph(symbol.get_internals()["pred_fc_output"],
+                                          (max(SHAPE_BATCHES), hp.image_width, hp.image_height),
+                                          arg_params | aux_params)
+        except InputError as error:
+            raise checkpoint.CheckpointError(f"{checkpoint.params_path(prefix, epoch)} does not fit "
+                                             f"{checkpoint.symbol_path(prefix)}: {error}") from None
     try:
         model = build(symbol, arg_params, aux_params, hp)
     except (mx.base.MXNetError, KeyError, ValueError) as error:

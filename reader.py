@@ -16,7 +16,6 @@ trained on says so (`untrained_length`).
 import argparse
 import importlib.util
 import io
-import json
 import os
 import re
 import stat
@@ -24,7 +23,9 @@ import threading
 from dataclasses import dataclass
 
 import numpy as np
+from PIL import Image
 
+import model_check
 from cli import InputError, mxnet_missing
 from ctc_decode import Decoded, decode_with_confidence
 from hyperparameters import MAX_IMAGE_BYTES, MAX_IMAGE_PIXELS, MAX_MODEL_BYTES, ONNX_FORMAT, Hyperparams, from_saved
@@ -36,9 +37,10 @@ DEFAULT_PREFIX = "ocr"
 PROBABILITY_SLACK = 1e-3  # a softmax step may sum to 1 within this (float32 rounding)
 
 
-def load_module(prefix: str, epoch: int, batch_size: int) -> tuple:
+def load_module(prefix: str, epoch: int, batch_size: int, check_batch: int | None = None) -> tuple:
     """A Module that maps (batch_size, width, height) images to the softmax over classes per step,
-    and the checkpoint's hyperparameters."""
+    and the checkpoint's hyperparameters; its graph checked (model_check) at `check_batch` images
+    (the most it will read at once) before it is bound."""
     import mxnet as mx
 
     import checkpoint
@@ -46,7 +48,18 @@ def load_module(prefix: str, epoch: int, batch_size: int) -> tuple:
 
     symbol, arg_params, aux_params, hp = checkpoint.load_with_hyperparams(prefix, epoch)
     try:
-        mod = mx.mod.Module(inference_symbol(symbol), data_names=["data"], label_names=None, context=mx.cpu())
+        inference = inference_symbol(symbol)
+    except (mx.base.MXNetError, KeyError) as error:
+        raise checkpoint.CheckpointError(f"{checkpoint.symbol_path(prefix)} has no pred_fc layer: not a network of "
+                                         f"this project ({checkpoint.mxnet_reason(error)})") from None
+    try:
+        model_check.check_bound_graph(inference, (check_batch or batch_size, hp.image_width, hp.image_height),
+                                      arg_params | aux_params)
+    except InputError as error:
+        raise checkpoint.CheckpointError(f"{checkpoint.params_path(prefix, epoch)} does not fit "
+                                         f"{checkpoint.symbol_path(prefix)}: {error}") from None
+    try:
+        mod = mx.mod.Module(inference, data_names=["data"], label_names=None, context=mx.cpu())
         mod.bind(for_training=False, data_shapes=[("data", (batch_size, hp.image_width, hp.image_height))])
         mod.set_params(arg_params, aux_params, allow_missing=False)
     except (mx.base.MXNetError, KeyError, RuntimeError, ValueError) as error:
@@ -59,14 +72,14 @@ def load_module(prefix: str, epoch: int, batch_size: int) -> tuple:
 class MXNetModel:
     """A checkpoint read with MXNet: `probabilities` of (N, width, height) float inputs, (N, steps, classes)."""
 
-    def __init__(self, prefix: str, epoch: int | None = None):
+    def __init__(self, prefix: str, epoch: int | None = None, batch_size: int = 1):
         if importlib.util.find_spec("mxnet") is None:
             raise InputError(mxnet_missing("reading a checkpoint (--prefix)"))
         import checkpoint
 
         self.epoch = checkpoint.latest_epoch(prefix) if epoch is None else epoch
         self.name = f"{prefix} epoch {self.epoch}"
-        self.mod, self.hp = load_module(prefix, self.epoch, batch_size=1)
+        self.mod, self.hp = load_module(prefix, self.epoch, batch_size=1, check_batch=batch_size)
 
     def probabilities(self, images: np.ndarray) -> np.ndarray:
         import mxnet as mx
@@ -94,7 +107,7 @@ def onnx_hyperparams(metadata: dict[str, str], path: str) -> Hyperparams:
                          "in its metadata)")
     try:
         if "hyperparameters" in metadata:  # the checkpoint's whole meta file
-            return from_saved(json.loads(metadata["hyperparameters"]))
+            return from_saved(model_check.parse_json(metadata["hyperparameters"], "hyperparameters"))
         return from_saved({"chars": metadata["chars"], "seq_length": int(metadata["image_width"]),
                            "image_height": int(metadata["image_height"]), "min_len": int(metadata["min_len"]),
                            "max_len": int(metadata["max_len"])})
@@ -110,15 +123,20 @@ class OnnxModel:
 
         _check_model_file(path)
         self.name = path
+        try:
+            with open(path, "rb") as file:
+                data = file.read(MAX_MODEL_BYTES + 1)
+        except OSError as error:
+            raise InputError(f"cannot read ONNX model {path}: {error.strerror}") from None
+        self.hp = model_check.check_onnx(data, path, lambda metadata: onnx_hyperparams(metadata, path))
         options = onnxruntime.SessionOptions()
         options.log_severity_level = 3  # errors only
         options.intra_op_num_threads = threads
-        try:
-            self.session = onnxruntime.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+        try:  # from the bytes checked: no path, so nothing beside the file is ever read
+            self.session = onnxruntime.InferenceSession(data, options, providers=["CPUExecutionProvider"])
         except Exception as error:  # onnxruntime's own exception types (bad protobuf, bad graph)
             reason = " ".join(str(error).split())[:300]
             raise InputError(f"{path} is not a readable ONNX model: {reason}") from None
-        self.hp = onnx_hyperparams(self.session.get_modelmeta().custom_metadata_map, path)
         inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
         if len(inputs) != 1 or len(outputs) != 1 or outputs[0].shape[-1] != self.hp.num_classes:
             raise InputError(f"{path} does not have one input and one output of {self.hp.num_classes} classes")
@@ -190,7 +208,7 @@ class Reader:
             raise InputError(f"batch_size must be an int from 1 to {MAX_BATCH_SIZE}, got {batch_size!r}")
         if epoch is not None and (isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 1):
             raise InputError(f"epoch must be a positive int (or None: the latest), got {epoch!r}")
-        self.model = model if model is not None else MXNetModel(prefix, epoch)
+        self.model = model if model is not None else MXNetModel(prefix, epoch, batch_size)
         self.batch_size = batch_size
         self._lock = threading.Lock()
 
@@ -227,9 +245,9 @@ class Reader:
     def network_input(self, source, name: str | None = None, max_pixels: int = MAX_IMAGE_PIXELS) -> np.ndarray:
         """An image (a path, encoded bytes, a binary file object, a uint8 array or a PIL image) as the
         network's (width, height) uint8 input, or InputError."""
-        if hasattr(source, "getbands") and hasattr(source, "convert"):  # a PIL image
-            source = np.asarray(source if source.mode == "L" else source.convert("RGBA"))
-        elif hasattr(source, "read") and not isinstance(source, str | bytes | os.PathLike):  # a file object
+        if isinstance(source, Image.Image):  # any mode, its EXIF orientation applied, as its file would read
+            return read_network_input(source, self.hp, name or "the PIL image", max_pixels)
+        if hasattr(source, "read") and not isinstance(source, str | bytes | os.PathLike):  # a file object
             name = name or str(getattr(source, "name", "the file object"))
             if isinstance(source, io.TextIOBase):
                 raise InputError(f"{name} is a text-mode file; open it with 'rb'")

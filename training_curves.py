@@ -9,6 +9,7 @@ import matplotlib
 matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
 
+import model_check  # noqa: E402
 from cli import InputError, write_atomically, write_text  # noqa: E402
 
 
@@ -39,8 +40,10 @@ def load(prefix: str, up_to_epoch: int) -> list[EpochRecord]:
     if not os.path.isfile(path):
         return []
     try:
-        with open(path, encoding="utf-8") as file:
-            records = [EpochRecord(**r) for r in json.load(file)]
+        saved = model_check.load_json(path, "it")
+        if not isinstance(saved, list) or not all(isinstance(r, dict) for r in saved):
+            raise TypeError("not a list of epochs")
+        records = [EpochRecord(**r) for r in saved]
         for record in records:
             for field in fields(EpochRecord):
                 value = getattr(record, field.name)

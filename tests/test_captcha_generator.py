@@ -157,7 +157,7 @@ def test_count_writes_labelled_images(font, tmp_path):
 
 def test_count_must_be_positive_and_write_into_a_folder(font, tmp_path):
     result = run_script("captcha_generator.py", "--count", "0", font, str(tmp_path / "set"))
-    assert result.returncode == 2 and "--count must be positive" in result.stderr
+    assert result.returncode == 2 and "--count must be between 1 and 1000000" in result.stderr
     (tmp_path / "file.png").write_text("")
     result = run_script("captcha_generator.py", "--count", "2", font, str(tmp_path / "file.png"))
     assert result.returncode == 2 and "is a file" in result.stderr and "Traceback" not in result.stderr
@@ -189,3 +189,26 @@ def test_count_never_mixes_two_sets_and_refuses_names_that_cannot_hold_a_label(f
     slash = run_script("captcha_generator.py", "--count", "2", "--chars", "0/1", font, str(tmp_path / "other"))
     assert slash.returncode == 2 and "--chars has '/', which cannot stand in a file name" in slash.stderr
     assert not (tmp_path / "other").exists()
+
+
+def test_a_folder_that_cannot_be_written_is_one_line(font, tmp_path, monkeypatch):
+    import captcha_generator
+
+    gen = captcha_generator.CaptchaGen([font], Hyperparams())
+
+    def read_only(path, exist_ok=False):
+        raise PermissionError(13, "Permission denied", path)
+    monkeypatch.setattr(captcha_generator.os, "makedirs", read_only)
+    with pytest.raises(InputError, match="cannot create folder .*new: Permission denied"):
+        captcha_generator.write_labelled(gen, 2, str(tmp_path / "new"))
+    monkeypatch.undo()
+    (tmp_path / "locked").mkdir()
+    monkeypatch.setattr(captcha_generator.os, "access", lambda path, mode: False)
+    with pytest.raises(InputError, match="cannot write into folder .*locked"):
+        captcha_generator.write_labelled(gen, 2, str(tmp_path / "locked"))
+    monkeypatch.undo()
+    for args in (["--count", "2", font, "/proc/captchas"], ["--count", str(10 ** 9), font, str(tmp_path / "many")],
+                 ["--seed", "-1", font, str(tmp_path / "one.png")]):
+        result = run_script("captcha_generator.py", *args)
+        assert result.returncode == 2 and result.stderr.startswith("error: ") and result.stderr.count("\n") == 1, \
+            result.stderr

@@ -176,6 +176,24 @@ def test_a_second_lock_on_a_prefix_is_refused_until_the_first_goes(tmp_path):
     checkpoint.lock(prefix).close()
 
 
+def test_a_lock_that_is_a_link_is_refused_and_what_it_points_to_is_kept(tmp_path):
+    victim = tmp_path / "another-run-0001.params"
+    victim.write_bytes(b"precious")
+    prefix = str(tmp_path / "ocr")
+    os.symlink(victim, checkpoint.lock_path(prefix))
+    with pytest.raises(InputError, match="lock file .*ocr.lock: it is a symlink"):
+        checkpoint.lock(prefix)
+    os.remove(checkpoint.lock_path(prefix))
+    os.link(victim, checkpoint.lock_path(prefix))
+    with pytest.raises(InputError, match="has other names"):
+        checkpoint.lock(prefix)
+    os.remove(checkpoint.lock_path(prefix))
+    os.mkfifo(checkpoint.lock_path(prefix))
+    with pytest.raises(InputError, match="not a regular file"):
+        checkpoint.lock(prefix)  # and does not block
+    assert victim.read_bytes() == b"precious"
+
+
 def test_unwritable_prefixes_fail_before_training(tmp_path):
     with pytest.raises(InputError, match="does not exist"):
         checkpoint.check_writable(str(tmp_path / "missing" / "ocr"), [1])
@@ -195,3 +213,22 @@ def test_a_meta_file_whose_alphabet_does_not_fit_the_params_is_refused(saved):
         json.dump({"chars": "abc", "min_len": 1, "max_len": 2}, file)
     with pytest.raises(checkpoint.CheckpointError, match="ocr-meta.json has 3 characters but .*ocr-0002.params has 2"):
         checkpoint.load_with_hyperparams(prefix, 2)
+
+
+def test_another_optimizers_state_is_refused_before_resuming(tmp_path):
+    from lstm_ocr_train import updater_of
+
+    paths = {}
+    for optimizer, options in (("adam", {}), ("sgd", {"momentum": 0.9})):
+        mod = _trained_module(optimizer)
+        mod.init_optimizer(optimizer=optimizer, optimizer_params={"learning_rate": 0.1, **options}, force_init=True)
+        _step(mod, 0)
+        paths[optimizer] = str(tmp_path / f"{optimizer}-0001.states")
+        checkpoint.save_optimizer_states(updater_of(mod), paths[optimizer])
+    checkpoint.check_states_fit(paths["adam"], "adam", 0.9)
+    checkpoint.check_states_fit(paths["sgd"], "sgd", 0.9)
+    with pytest.raises(checkpoint.CheckpointError, match=r"another optimizer's state \(2 arrays a weight; --optimizer "
+                                                         r"sgd keeps 1\).*--optimizer adam"):
+        checkpoint.check_states_fit(paths["adam"], "sgd", 0.9, saved_optimizer="adam")
+    with pytest.raises(checkpoint.CheckpointError, match="--optimizer adam keeps 2"):
+        checkpoint.check_states_fit(paths["sgd"], "adam", 0.9)

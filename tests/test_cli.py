@@ -77,3 +77,25 @@ def test_output_into_a_closed_pipe_is_one_line(tmp_path):
     result = subprocess.run(f"{PYTHON} {script} | head -1", shell=True, capture_output=True, text=True, timeout=60)
     assert result.stdout == "0\n"
     assert result.stderr == "error: standard output was closed before every result was written\n"
+
+
+def test_ctrl_c_while_a_script_starts_is_one_line():
+    """venv_check (imported first by the MXNet scripts) makes SIGINT during the slow imports one line."""
+    script = os.path.join(ROOT, "lstm_ocr_train.py")
+    code = (f"import sys; sys.argv[0] = {script!r}; import os, signal, time, venv_check; "
+            "os.kill(os.getpid(), signal.SIGINT); time.sleep(30)")
+    result = subprocess.run([PYTHON, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert result.returncode == 130 and result.stderr == "error: interrupted by SIGINT\n"
+    library = subprocess.run([PYTHON, "-c", "import signal, venv_check; "
+                              "assert signal.getsignal(signal.SIGINT) is signal.default_int_handler"], cwd=ROOT)
+    assert library.returncode == 0  # imported by a library user (from reader import Reader): handlers untouched
+
+
+@pytest.mark.parametrize("raised", [KeyboardInterrupt(), Interrupted("SIGTERM")])
+def test_an_interrupt_inside_main_is_one_line(capsys, raised):
+    def main():
+        raise raised
+    with pytest.raises(SystemExit) as stopped:
+        run_main(main)
+    assert stopped.value.code == 130
+    assert capsys.readouterr().err.startswith("error: interrupted by SIG")

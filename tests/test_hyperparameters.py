@@ -41,6 +41,15 @@ def test_every_field_has_a_command_line_override():
     ({"crnn_first_channels": 0}, "--crnn_first_channels must be positive"),
     ({"case": "upper"}, "--case must be one of keep, fold"),
     ({"chars": "0aA", "case": "fold"}, "both cases of 'a'"),
+    ({"learning_rate": float("nan")}, "--learning_rate must be a finite number, got nan"),
+    ({"wd": float("inf")}, "--wd must be a finite number"),
+    ({"batch_size": 100_000}, "--batch_size must be at most 4096"),
+    ({"num_hidden": 10 ** 6}, "--num_hidden must be at most"),
+    ({"seq_length": 10 ** 6}, "--seq_length must be at most"),
+    ({"image_height": 10 ** 5}, "--image_height must be at most"),
+    ({"num_lstm_layer": 1000}, "--num_lstm_layer must be at most"),
+    ({"train_epoch_size": 10 ** 12}, "--train_epoch_size must be at most"),
+    ({"chars": "".join(map(chr, range(0x4E00, 0x4E00 + 5000)))}, "--chars must have at most 4096"),
 ])
 def test_validate_names_the_bad_setting(changes, message):
     with pytest.raises(ValueError, match=message):

@@ -83,10 +83,13 @@ def _png_header_only(width: int, height: int) -> bytes:
 def test_a_decompression_bomb_names_its_size_before_decoding(tmp_path):
     path = tmp_path / "bomb.png"
     path.write_bytes(_png_header_only(100_000, 100_000))
-    with pytest.raises(InputError, match=f"100000x100000 pixels, over the limit of {MAX_IMAGE_PIXELS}"):
+    with pytest.raises(InputError, match=f"10000000000 pixels, over the limit of {MAX_IMAGE_PIXELS}"):
         read_gray(str(path))
     with pytest.raises(InputError, match="over the limit"):
         read_gray(path.read_bytes(), name="upload")
+    path.write_bytes(_png_header_only(6000, 6000))  # past our limit, within Pillow's (twice ours)
+    with pytest.raises(InputError, match=f"6000x6000 pixels, over the limit of {MAX_IMAGE_PIXELS}"):
+        read_gray(str(path))
 
 
 def test_a_fifo_is_not_called_missing(tmp_path):
@@ -133,3 +136,89 @@ def test_a_large_image_is_resized_as_it_is_read(tmp_path):
     net = read_network_input(path, Hyperparams())
     small = read_network_input(_text_image(), Hyperparams())
     assert np.abs(net.astype(int) - small).mean() < 8
+
+
+# Hardening round 3: formats outside the allowlist, bombs inside containers, memory per image, every mode.
+
+@pytest.mark.parametrize("kind, options", [("ICO", {}), ("ICNS", {}), ("DDS", {}), ("BLP", {}), ("IM", {}),
+                                           ("SPIDER", {})])
+def test_formats_a_captcha_never_comes_in_are_refused_before_a_plugin_parses_them(tmp_path, kind, options):
+    modes = {"SPIDER": "F", "IM": "L", "BLP": "P"}
+    image = Image.fromarray(_text_image()).convert(modes.get(kind, "RGBA"))
+    path = str(tmp_path / f"image.{kind.lower()}")
+    if kind in ("ICO", "ICNS"):
+        image = image.resize((32, 32))
+    image.save(path, format=kind, **options)
+    assert Image.open(path).format == kind  # Pillow itself would open it
+    with pytest.raises(InputError, match=r"not a readable image in a format read here \(PNG, JPEG"):
+        read_gray(path)
+    with pytest.raises(InputError, match="not a readable image in a format read here"):
+        read_gray(open(path, "rb").read(), name="upload")
+
+
+def test_an_ico_holding_a_huge_png_is_refused_without_decoding(tmp_path):
+    png = _png_header_only(40_000, 40_000)
+    entry = struct.pack("<BBBBHHII", 0, 0, 0, 0, 1, 32, len(png), 6 + 16)
+    path = tmp_path / "bomb.ico"
+    path.write_bytes(struct.pack("<HHH", 0, 1, 1) + entry + png)
+    with pytest.raises(InputError, match="not a readable image in a format read here"):
+        read_gray(str(path))
+
+
+def test_pillows_own_bomb_check_stays_on_at_our_limit():
+    import images  # noqa: F401  (its import sets the limit)
+
+    assert Image.MAX_IMAGE_PIXELS == MAX_IMAGE_PIXELS
+
+
+def test_a_large_rgba_image_is_shrunk_before_any_numpy_copy(tmp_path):
+    import tracemalloc
+
+    rgba = np.zeros((2000, 2000, 4), dtype=np.uint8)
+    rgba[800:1200, 400:1600, 3] = 255  # opaque black text on transparent pixels
+    path = _saved(Image.fromarray(rgba, "RGBA"), tmp_path, "big.png", compress_level=1)
+    tracemalloc.start()
+    try:
+        net = read_network_input(path, Hyperparams())
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 4 * 1024 * 1024  # float copies of the full image took 64 MB
+    assert net[40, 15] < 50 and net[5, 2] > 200  # dark text on white
+
+
+@pytest.mark.parametrize("mode", ["I;16", "I", "F", "RGBA", "P", "LA", "PA", "CMYK", "1", "RGB", "La", "YCbCr"])
+def test_a_pil_image_of_any_mode_reads_as_its_file_does(tmp_path, mode):
+    base = Image.fromarray(_text_image())
+    if mode == "I;16":
+        image = Image.fromarray(_text_image().astype(np.uint16) * 257)
+    elif mode in ("I", "F"):
+        image = Image.fromarray(_text_image().astype(np.int32) if mode == "I" else _text_image() / np.float32(255))
+    elif mode in ("PA", "La"):
+        image = base.convert("P").convert("PA") if mode == "PA" else base.convert("LA").convert("La")
+    else:
+        image = base.convert(mode)
+    assert image.mode == mode
+    direct = read_gray(image)
+    assert np.abs(direct.astype(int) - _text_image()).max() <= 2 or mode == "1", mode
+    if mode not in ("La", "PA", "YCbCr"):  # modes no allowed format stores
+        kind = "TIFF" if mode in ("F", "CMYK", "I") else "PNG"
+        path = _saved(image, tmp_path, f"image.{kind.lower()}", format=kind)
+        assert np.array_equal(direct, read_gray(Image.open(path))) and np.array_equal(direct, read_gray(path))
+
+
+def test_an_exif_rotated_pil_image_reads_as_its_file_does(tmp_path):
+    upright = Image.fromarray(np.tile(np.linspace(0, 255, 80, dtype=np.uint8), (30, 1)))
+    exif = Image.Exif()
+    exif[0x0112] = 3
+    path = _saved(upright.transpose(Image.Transpose.ROTATE_180), tmp_path, "turned.jpg", exif=exif, quality=95)
+    opened = Image.open(path)
+    assert np.array_equal(read_gray(opened), read_gray(path))
+    assert opened.size == (80, 30) and opened.getexif().get(0x0112) == 3  # the caller's image is untouched
+
+
+def test_non_finite_float_pixels_are_one_image_not_a_crash():
+    pixels = _text_image().astype(np.float32)
+    pixels[0, 0], pixels[0, 1] = np.nan, np.inf
+    gray = read_gray(Image.fromarray(pixels, "F"))
+    assert gray.shape == (30, 80) and gray[15, 40] < gray[2, 2]

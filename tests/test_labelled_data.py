@@ -97,3 +97,25 @@ def test_text_fields_and_label_checks():
     with pytest.raises(InputError, match="longer than the 3 characters .*b.png \\(4 characters\\)"):
         labelled_data.check_texts(items, "012345x", 3, "")
     labelled_data.check_texts(items, "012345x", 4, "")
+
+
+def test_the_duplicate_check_is_linear_in_the_folder(tmp_path, monkeypatch):
+    """100,000 training and 10,000 validation files of one size: each validation file is one lookup, not a
+    comparison with every training file (counted through the digests' own __eq__)."""
+    comparisons = []
+
+    class Digest(str):
+        __hash__ = str.__hash__
+
+        def __eq__(self, other):
+            comparisons.append(1)
+            return str.__eq__(self, other)
+
+    monkeypatch.setattr(labelled_data.os.path, "getsize", lambda path: 1000)
+    monkeypatch.setattr(labelled_data.os.path, "realpath", lambda path: path)
+    monkeypatch.setattr(labelled_data, "_digest", lambda path: Digest(path.rsplit("/", 1)[-1]))
+    train = [f"train/{n}" for n in range(100_000)]
+    val = [f"val/{n}" for n in range(99_000, 109_000)]  # the first 1,000 hold a training file's bytes
+    pairs = labelled_data.shared_files(train, val)
+    assert len(pairs) == 1000 and pairs[0] == ("train/99000", "val/99000")
+    assert len(comparisons) <= 2 * len(val)  # the quadratic check made a billion

@@ -178,3 +178,53 @@ def test_each_rank_draws_different_data_and_rank_0_keeps_the_seed():
     assert data_seed(None, 3) is None
     assert data_seed(7, 0) == 7
     assert len({data_seed(7, rank) for rank in range(4)}) == 4
+
+
+def test_a_non_finite_loss_stops_training_and_keeps_the_last_finite_checkpoint(tmp_path):
+    """Epoch 1 trains on sound images, epoch 2 on NaN ones: the run stops with Diverged (one `error:` line
+    in main), epoch 1's checkpoint stays, and no NaN checkpoint of epoch 2 is written."""
+    import numpy as np
+
+    import checkpoint
+    import lstm_ocr_train
+    from lstm import initial_params, lstm_ocr
+    from ocr_iter import data_descs
+
+    hp = Hyperparams(num_hidden=8, batch_size=4, train_epoch_size=8, eval_epoch_size=4, num_epoch=3)
+    mod = mx.mod.Module(lstm_ocr(hp), data_names=["data"], label_names=["label"], context=mx.cpu())
+    mod.bind(*data_descs(hp))
+    mod.init_params(arg_params=initial_params(hp, mx.init.Xavier()), allow_missing=True)
+    mod.init_optimizer(optimizer="sgd", optimizer_params={"learning_rate": 0.001})
+
+    class Batches:
+        num_batches, epoch = 2, 0
+
+        def reset(self):
+            self.epoch += 1
+
+        def __iter__(self):
+            fill = np.nan if self.epoch == 2 else 0.5
+            for _ in range(self.num_batches):
+                yield mx.io.DataBatch([mx.nd.full((4, hp.image_width, hp.image_height), fill)],
+                                      [mx.nd.array(np.tile([1, 2, 3, 0], (4, 1)))])
+
+    prefix = str(tmp_path / "ocr")
+    with pytest.raises(lstm_ocr_train.Diverged, match="training loss became nan at epoch 2, batch 1"):
+        lstm_ocr_train.fit(mod, Batches(), lambda: {"accuracy": 0.0, "loss": 1.0}, hp, prefix, 0)
+    assert checkpoint.saved_epochs(prefix) == [1]
+    _, arg_params, _ = checkpoint.load(prefix, 1)
+    assert all(np.isfinite(value.asnumpy()).all() for value in arg_params.values())
+    assert lstm_ocr_train.last_checkpoint(prefix).endswith("ocr-0001.params")
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--seed", "-1"], "--seed must be between 0 and"), (["--seed", str(2 ** 40)], "--seed must be between 0"),
+    (["--batch_size", "100000"], "--batch_size must be at most 4096"),
+    (["--num_hidden", "1000000"], "--num_hidden must be at most"),
+    (["--learning_rate", "nan"], "--learning_rate must be a finite number"),
+    (["--pool_size", "10000000", "--train_epoch_size", "10000000"], "--pool_size 10000000 and --eval_epoch_size"),
+    (["--cpu", "100000"], "--cpu must be between 1 and"), (["--gpu", "100000"], "--gpu must be at most"),
+])
+def test_every_count_option_is_bounded(font, tmp_path, args, words):
+    with pytest.raises(InputError, match=re.escape(words)):
+        resolve(["--prefix", str(tmp_path / "ocr"), *args, font])

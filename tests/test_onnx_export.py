@@ -10,7 +10,9 @@ import pytest
 from PIL import Image
 
 import checkpoint
+import onnx_export
 from captcha_generator import CaptchaGen
+from cli import InputError
 from conftest import ROOT, run_script
 from hyperparameters import Hyperparams
 from lstm import initial_params, lstm_ocr
@@ -154,3 +156,19 @@ def test_export_errors_are_one_line(tmp_path):
     result = run_script("lstm.py", "--prefix", prefix, "--epoch", "1", "--to", "onnx", "--out", prefix + "-symbol.json")
     assert result.returncode == 2 and "file of the checkpoint itself" in result.stderr
     assert mx.sym.load(prefix + "-symbol.json") is not None
+
+
+def test_export_never_replaces_an_existing_file_unless_told(tmp_path):
+    prefix = tiny_checkpoint(tmp_path, "fused", Hyperparams(num_hidden=4))
+    other_run = tmp_path / "other-0001.params"
+    other_run.write_bytes(b"another run's weights")
+    for script in (("lstm.py", "--to", "onnx"), ("onnx_export.py",)):
+        result = run_script(*script, "--prefix", prefix, "--epoch", "1", "--out", str(other_run))
+        assert result.returncode == 2 and "already exists" in result.stderr and "--overwrite" in result.stderr
+        assert other_run.read_bytes() == b"another run's weights"
+    link = tmp_path / "link.onnx"
+    os.symlink(other_run, link)
+    with pytest.raises(InputError, match="already exists"):
+        onnx_export.export_command(prefix, 1, str(link), overwrite=False)
+    onnx_export.export_command(prefix, 1, str(link), overwrite=True)  # replaces the link, not what it names
+    assert other_run.read_bytes() == b"another run's weights" and onnx.load(str(link)).graph.node

@@ -111,3 +111,38 @@ def test_case_folding_models_take_allowed_characters_in_either_case():
     hp = Hyperparams(chars="0123456789abc", case="fold")
     reader = Reader(model=_Fixed(np.full((20, 14), 1 / 14), hp))
     assert reader.constraints("ABc1").allowed == "abc1"
+
+
+def test_non_finite_outputs_are_refused_under_every_constraint():
+    hp = Hyperparams()
+    image = np.full((hp.image_width, hp.image_height), 200, np.uint8)[None]
+    half = np.full((20, 11), 1 / 11)
+    half[5, 3] = np.nan  # one NaN in one step: the rest looks like a probability per step
+    for allowed, length in ((None, None), ("13", None), (None, 2), ("7", "1-3")):
+        (reading,) = Reader(model=_Fixed(half, hp)).read_inputs(image, Reader(model=_Fixed(half, hp)).constraints(
+            allowed, length))
+        assert reading.error is not None and "model is broken" in reading.error
+        assert reading.to_dict() == {"error": reading.error}  # no text, no confidence 1.0
+
+
+def test_reader_reads_pil_images_of_any_mode_and_orientation_as_their_files(model, sample, tmp_path):
+    reader = Reader(model, 3)
+    gray = np.asarray(Image.open(sample).convert("L"))
+    deep = tmp_path / "deep.png"
+    Image.fromarray(gray.astype(np.uint16) * 257).save(deep)
+    turned = tmp_path / "turned.jpg"
+    exif = Image.Exif()
+    exif[0x0112] = 3
+    Image.fromarray(gray).transpose(Image.Transpose.ROTATE_180).save(turned, exif=exif, quality=95)
+    for path in (deep, turned):
+        from_file, from_pil = reader.read(str(path)), reader.read(Image.open(path))
+        assert (from_pil.text, from_pil.confidence) == (from_file.text, from_file.confidence)
+    assert reader.read(Image.open(deep)).text == reader.read(sample).text  # 16 bits read as 8, not as ''
+    upright = reader.network_input(Image.open(turned)).astype(int) - reader.network_input(Image.fromarray(gray))
+    assert np.abs(upright).mean() < 3  # upright (JPEG's loss aside); upside down differs by tens
+
+
+def test_read_many_never_returns_fewer_readings_than_images(model, sample):
+    with pytest.raises(InputError, match="batch_size"):
+        Reader(model, 3, batch_size=-1)
+    assert len(Reader(model, 3, batch_size=1).read_many([sample, sample, sample])) == 3

@@ -1,0 +1,212 @@
+"""Models and checkpoints as untrusted input (model_check.py): hostile files are refused before MXNet or
+ONNX Runtime builds, allocates or runs anything from them."""
+
+import json
+import os
+import shutil
+import struct
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+import checkpoint
+import model_check
+from cli import InputError
+from conftest import one_line_error, run_script
+from reader import Reader
+
+
+def _copy(prefix: str, tmp_path) -> str:
+    """The checkpoint of `prefix` (epoch 3) copied under tmp_path."""
+    for path in (checkpoint.symbol_path(prefix), checkpoint.meta_path(prefix), checkpoint.params_path(prefix, 3)):
+        shutil.copy(path, tmp_path / os.path.basename(path))
+    return str(tmp_path / os.path.basename(prefix))
+
+
+def _edit_symbol(prefix: str, edit) -> None:
+    path = checkpoint.symbol_path(prefix)
+    graph = json.load(open(path))
+    edit(graph["nodes"])
+    json.dump(graph, open(path, "w"))
+
+
+def _node(nodes: list, op: str) -> dict:
+    return next(node for node in nodes if node["op"] == op)
+
+
+@pytest.mark.parametrize("op, attrs, words", [
+    ("_Native", {"info": "0x41414141", "need_top_grad": "True"}, "'_Native'"),
+    ("_NDArray", {"info": "0x41414141"}, "'_NDArray'"),
+    ("Custom", {"op_type": "Anything"}, "Custom op_type='Anything'"),
+    ("_full", {"shape": "(1000, 1000, 1000)", "value": "1"}, "'_full'"),
+])
+def test_an_op_outside_the_allowlist_is_refused_before_any_graph_is_built(model, sample, tmp_path, op, attrs, words):
+    prefix = _copy(model, tmp_path)
+
+    def swap(nodes):
+        node = _node(nodes, "transpose")
+        node["op"], node["attrs"] = op, attrs
+    _edit_symbol(prefix, swap)
+    with pytest.raises(checkpoint.CheckpointError, match="which no network of this project uses"):
+        checkpoint.load(prefix, 3)
+    if op == "_Native":  # one run of the command line: one line, no segfault
+        one_line_error(run_script("lstm_ocr_infer.py", "--prefix", prefix, "--epoch", "3", sample), words, "refused")
+
+
+def test_a_big_zeros_state_and_huge_attributes_are_refused(model, tmp_path):
+    prefix = _copy(model, tmp_path)
+    _edit_symbol(prefix, lambda nodes: _node(nodes, "_zeros")["attrs"].update(shape="(2000, 0, 60000)"))
+    with pytest.raises(checkpoint.CheckpointError, match="declares a state of shape"):
+        checkpoint.load(prefix, 3)
+    _edit_symbol(prefix, lambda nodes: _node(nodes, "_zeros")["attrs"].update(shape="(2, 0, 100000000)"))
+    with pytest.raises(checkpoint.CheckpointError, match="over the limit of 65536"):
+        checkpoint.load(prefix, 3)
+
+
+def test_a_graph_that_does_not_fit_its_params_is_refused_before_it_is_bound(model, sample, tmp_path):
+    prefix = _copy(model, tmp_path)
+    _edit_symbol(prefix, lambda nodes: _node(nodes, "FullyConnected")["attrs"].update(num_hidden="60000"))
+    with pytest.raises(InputError, match="its pred_fc_weight is"):
+        Reader(prefix, 3)
+
+
+def test_nodes_must_take_earlier_nodes_and_nothing_else(model, tmp_path):
+    prefix = _copy(model, tmp_path)
+    _edit_symbol(prefix, lambda nodes: _node(nodes, "transpose")["inputs"].append([10 ** 6, 0, 0]))
+    with pytest.raises(checkpoint.CheckpointError, match="inputs that are not earlier nodes"):
+        checkpoint.load(prefix, 3)
+    _edit_symbol(prefix, lambda nodes: _node(nodes, "transpose").update(subgraphs=[{}]))
+    with pytest.raises(checkpoint.CheckpointError, match="has 'subgraphs'"):
+        checkpoint.load(prefix, 3)
+
+
+def test_the_projects_own_symbols_pass(model):
+    for prefix in (model, "pretrained/general", "pretrained/ocr"):
+        model_check.read_symbol(checkpoint.symbol_path(prefix))
+
+
+def _params_header(dims: tuple[int, ...], dtype: int = 0, name: bytes = b"arg:x") -> bytes:
+    """An NDArray file of one dense array declaring `dims`, holding no data, and its name."""
+    array = struct.pack("<Iii", 0xF993FAC9, 0, len(dims)) + struct.pack(f"<{len(dims)}q", *dims)
+    array += struct.pack("<iii", 1, 0, dtype)
+    return struct.pack("<QQQ", 0x112, 0, 1) + array + struct.pack("<QQ", 1, len(name)) + name
+
+
+def test_a_params_file_declaring_gigabytes_is_refused_before_mxnet_allocates(model, sample, tmp_path):
+    prefix = _copy(model, tmp_path)
+    bomb = _params_header((1000, 1000, 800))  # 3.2 GB of float32, declared in 80 bytes
+    assert len(bomb) < 100
+    with open(checkpoint.params_path(prefix, 3), "wb") as file:
+        file.write(bomb)
+    with pytest.raises(checkpoint.CheckpointError, match="declares an array of 3200000000 bytes, more than the file"):
+        checkpoint.load(prefix, 3)
+    one_line_error(run_script("lstm_ocr_infer.py", "--prefix", prefix, "--epoch", "3", sample), "more than the file")
+    with open(checkpoint.params_path(prefix, 3), "wb") as file:
+        file.write(struct.pack("<QQQ", 0x112, 0, 1) + struct.pack("<Iii", 0xF993FAC9, 0, 1) + struct.pack("<q", 2)
+                   + struct.pack("<iii", 1, 0, 0) + b"\0" * 8 + struct.pack("<Q", 1) + struct.pack("<Q", 2 ** 40))
+    with pytest.raises(checkpoint.CheckpointError, match="declares a name of"):
+        checkpoint.load(prefix, 3)
+
+
+def test_a_real_params_file_passes_and_any_cut_or_tail_is_refused(model, tmp_path):
+    path = checkpoint.params_path(model, 3)
+    model_check.check_ndarray_file(path, 1 << 30)
+    data = open(path, "rb").read()
+    for bad in (data[:-1], data + b"\0", data[:40]):
+        (tmp_path / "bad.params").write_bytes(bad)
+        with pytest.raises(InputError, match="bytes"):
+            model_check.check_ndarray_file(str(tmp_path / "bad.params"), 1 << 30)
+
+
+def test_negative_or_malformed_state_counts_are_refused(tmp_path):
+    import mxnet as mx
+
+    for arrays in ({"__num_update": mx.nd.array([-5], dtype="int64")},
+                   {"__num_update": mx.nd.array([3], dtype="int64"), "count|0": mx.nd.array([-1], dtype="int64")},
+                   {"__num_update": mx.nd.array([3], dtype="int64"), "bogus|0": mx.nd.array([1])},
+                   {"__num_update": mx.nd.array([1.5, 2.5])}):
+        path = str(tmp_path / "x.states")
+        mx.nd.save(path, arrays)
+        with pytest.raises(checkpoint.CheckpointError, match="malformed optimizer state"):
+            checkpoint.read_optimizer_states(path)
+
+
+@pytest.mark.parametrize("text", ["[" * 100_000 + "]" * 100_000, '{"a":' * 40 + "1" + "}" * 40])
+def test_deeply_nested_meta_and_history_files_are_one_line(model, sample, tmp_path, text):
+    prefix = _copy(model, tmp_path)
+    with open(checkpoint.meta_path(prefix), "w") as file:
+        file.write(text)
+    with pytest.raises(checkpoint.CheckpointError, match="not a valid checkpoint meta file: it is nested deeper"):
+        checkpoint.load_hyperparams(prefix)
+    if text.startswith("["):  # one run of the command line
+        one_line_error(run_script("lstm_ocr_infer.py", "--prefix", prefix, "--epoch", "3", sample),
+                       "not a valid checkpoint meta file", "nested deeper than")
+    import training_curves
+
+    with open(training_curves.history_path(prefix), "w") as file:
+        file.write(text)
+    with pytest.raises(InputError, match="nested deeper than"):
+        training_curves.load(prefix, 3)
+
+
+def _hostile(onnx_model: str, tmp_path, edit) -> str:
+    model = onnx.load(onnx_model)
+    edit(model)
+    path = str(tmp_path / "hostile.onnx")
+    onnx.save_model(model, path)
+    return path
+
+
+def _loop(model) -> None:
+    """A Loop of 10^11 iterations before the output (ONNX Runtime would never return)."""
+    body = helper.make_graph([helper.make_node("Identity", ["c"], ["c_out"])], "body",
+                             [helper.make_tensor_value_info("i", TensorProto.INT64, []),
+                              helper.make_tensor_value_info("c", TensorProto.BOOL, [])],
+                             [helper.make_tensor_value_info("c_out", TensorProto.BOOL, [])])
+    model.graph.initializer.extend([numpy_helper.from_array(np.array(10 ** 11, np.int64), "trips"),
+                                    numpy_helper.from_array(np.array(True), "cond")])
+    model.graph.node.insert(0, helper.make_node("Loop", ["trips", "cond"], [], body=body))
+
+
+def _constant_of_shape(model) -> None:
+    model.graph.initializer.append(numpy_helper.from_array(np.array([30000, 30000], np.int64), "big_shape"))
+    model.graph.node.insert(0, helper.make_node("ConstantOfShape", ["big_shape"], ["big"]))
+
+
+def _external(model) -> None:
+    tensor = model.graph.initializer[0]
+    tensor.ClearField("raw_data")
+    tensor.data_location = TensorProto.EXTERNAL
+    entry = tensor.external_data.add()
+    entry.key, entry.value = "location", "weights.bin"
+
+
+def _metadata(model) -> None:
+    for prop in model.metadata_props:
+        if prop.key == "hyperparameters":
+            saved = json.loads(prop.value)
+            saved["seq_length"] = 2000
+            prop.value = json.dumps(saved)
+
+
+def _domain(model) -> None:
+    model.opset_import.append(helper.make_opsetid("com.microsoft", 1))
+    model.graph.node[0].domain = "com.microsoft"
+
+
+@pytest.mark.parametrize("edit, words", [
+    (_loop, "op 'Loop'"), (_constant_of_shape, "op 'ConstantOfShape'"), (_external, "external data is refused"),
+    (_metadata, "its metadata says images of 2000x30"), (_domain, "operator domain 'com.microsoft'"),
+])
+def test_hostile_onnx_models_are_refused_before_onnx_runtime_builds_them(onnx_model, tmp_path, sample, edit, words):
+    path = _hostile(onnx_model, tmp_path, edit)
+    with pytest.raises(InputError, match=words.replace("(", r"\(")):
+        Reader.onnx(path)
+    if edit is _loop:  # one run of the command line (the ONNX venv's Python reads the same way)
+        one_line_error(run_script("lstm_ocr_infer.py", "--onnx", path, sample), words)
+
+
+def test_the_exported_model_passes(onnx_model):
+    assert Reader.onnx(onnx_model).hp.num_classes == 11
