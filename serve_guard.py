@@ -15,6 +15,7 @@ headers (400), and never reads past a request's body.
 import asyncio
 import json
 import logging
+import socket
 from typing import Any
 
 import h11
@@ -44,6 +45,11 @@ class GuardedH11Protocol(H11Protocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        sock = transport.get_extra_info("socket")
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            # h11 writes an answer's head and body apart: without this, Nagle's algorithm holds the body
+            # until the client's delayed ACK (40 ms). asyncio sets it only on sockets made with IPPROTO_TCP.
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._arm()
         if len(self.connections) > self.max_connections and not self._make_room():
             log.warning("refused a connection from %s: %d connections, all busy", self._peer(), self.max_connections)
