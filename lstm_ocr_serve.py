@@ -446,7 +446,7 @@ def main() -> None:
         if not 0 < getattr(args, name) <= 1e6:
             raise InputError(f"--{name} must be a positive number, got {getattr(args, name)}")
     sock = listen(args.host, args.port)
-    reader = open_reader(args, batch_size=args.max_batch, threads=args.threads)
+    reader = open_reader(args, batch_size=args.max_batch, threads=args.threads, spin=False)
     settings = Settings(args.max_body, args.max_pixels, SERVE_MAX_FILES, args.min_confidence, args.allowed,
                         args.length)
     reader.constraints(args.allowed, args.length)  # checked against the model's alphabet
