@@ -118,7 +118,7 @@ def onnx_hyperparams(metadata: dict[str, str], path: str) -> Hyperparams:
 class OnnxModel:
     """An exported model read with ONNX Runtime (no MXNet); the same `probabilities` as MXNetModel."""
 
-    def __init__(self, path: str, threads: int = 0):
+    def __init__(self, path: str, threads: int = 0, spin: bool = True):
         import onnxruntime
 
         _check_model_file(path)
@@ -132,6 +132,8 @@ class OnnxModel:
         options = onnxruntime.SessionOptions()
         options.log_severity_level = 3  # errors only
         options.intra_op_num_threads = threads
+        if not spin:  # idle threads sleep between runs rather than spin (a service beside other work)
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:  # from the bytes checked: no path, so nothing beside the file is ever read
             self.session = onnxruntime.InferenceSession(data, options, providers=["CPUExecutionProvider"])
         except Exception as error:  # onnxruntime's own exception types (bad protobuf, bad graph)
@@ -213,12 +215,13 @@ class Reader:
         self._lock = threading.Lock()
 
     @classmethod
-    def onnx(cls, path: str, batch_size: int = BATCH_SIZE, threads: int = 0) -> "Reader":
-        """A Reader of an ONNX model `onnx_export.py` wrote; `threads` 0: ONNX Runtime's choice."""
+    def onnx(cls, path: str, batch_size: int = BATCH_SIZE, threads: int = 0, spin: bool = True) -> "Reader":
+        """A Reader of an ONNX model `onnx_export.py` wrote; `threads` 0: ONNX Runtime's choice; `spin`
+        False: its idle threads sleep between runs instead of spinning (for a service)."""
         cores = os.cpu_count() or 1
         if isinstance(threads, bool) or not isinstance(threads, int) or not 0 <= threads <= cores:
             raise InputError(f"threads must be from 0 (ONNX Runtime's choice) to {cores}, got {threads!r}")
-        return cls(batch_size=batch_size, model=OnnxModel(path, threads))
+        return cls(batch_size=batch_size, model=OnnxModel(path, threads, spin))
 
     @property
     def hp(self) -> Hyperparams:
@@ -334,8 +337,8 @@ def check_model_options(args: argparse.Namespace) -> None:
     parse_length(args.length)
 
 
-def open_reader(args: argparse.Namespace, batch_size: int = BATCH_SIZE, threads: int = 0) -> Reader:
-    """The Reader of the model the options choose (checked by check_model_options)."""
+def open_reader(args: argparse.Namespace, batch_size: int = BATCH_SIZE, threads: int = 0, spin: bool = True) -> Reader:
+    """The Reader of the model the options choose (checked by check_model_options); `spin` as Reader.onnx."""
     if args.onnx is not None:
-        return Reader.onnx(args.onnx, batch_size=batch_size, threads=threads)
+        return Reader.onnx(args.onnx, batch_size=batch_size, threads=threads, spin=spin)
     return Reader(args.prefix or DEFAULT_PREFIX, args.epoch, batch_size=batch_size)

@@ -1,5 +1,6 @@
-"""The HTTP service under load, on 127.0.0.1: images/s and p50/p99 latency at several concurrencies,
-batching on and off, and ddddocr reading the same images one at a time in-process, in the same run.
+"""The HTTP service (FastAPI on uvicorn) under load, on 127.0.0.1: images/s and p50/p99 latency at several
+concurrencies, batching on and off, beside the ceiling (the Reader alone on the same images already turned
+into network inputs, batched), and ddddocr reading the same images one at a time in-process, in the same run.
 
     .venv/bin/python bench/serve.py [--prefix pretrained/ocr --epoch 12] [--requests 400] [--levels 1,8,32]
 
@@ -113,7 +114,7 @@ def load(port: int, images: list[bytes], concurrency: int, requests: int, second
                 with lock:
                     tally.latencies.append(elapsed)
                     if response.status == 200:
-                        tally.texts[k] = json.loads(body)["text"]
+                        tally.texts[k] = json.loads(body)["readings"][0]["text"]
                     else:
                         tally.errors.append(body.decode()[:200])
         except OSError as error:
@@ -234,6 +235,11 @@ def main() -> None:
         print("ddddocr: not installed (pip install -r requirements-bench.txt numpy==1.23.5)")
     elif ocr is not None:
         print(dddd.line("ddddocr 1.6.1, in-process, one by one", labels))
+    ceiling = alone.get(args.max_batch)
+    if ceiling is not None and ceiling.latencies:
+        for level in levels:
+            print(f"# concurrency {level}, batching on: {tallies['on', level].rate() / ceiling.rate():.0%} of the "
+                  f"ceiling (the model and decoding alone, batches of {args.max_batch})")
     for level in levels[1:]:
         on = tallies["on", level]
         base = tallies["on", levels[0]]

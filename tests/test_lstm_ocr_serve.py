@@ -1,5 +1,7 @@
-"""The HTTP service on 127.0.0.1: readings, errors as JSON, batching, and draining on SIGTERM."""
+"""The HTTP service (FastAPI on uvicorn) as a real process on 127.0.0.1: one answer shape for raw,
+multipart and JSON bodies, options, feedback into a training folder, batching, and hostile clients."""
 
+import base64
 import http.client
 import io
 import json
@@ -7,6 +9,7 @@ import os
 import selectors
 import signal
 import socket
+import struct
 import subprocess
 import threading
 
@@ -18,6 +21,7 @@ import checkpoint
 from captcha_generator import CaptchaGen
 from conftest import PYTHON, ROOT, assert_all_exit, descendants_of, run_script
 from hyperparameters import Hyperparams
+from labelled_data import folder_items
 from lstm import initial_params, lstm_ocr
 from reader import Reader
 
@@ -49,10 +53,8 @@ def images() -> list[bytes]:
 
 
 @pytest.fixture(scope="module")
-def first_text(onnx_model, images) -> str:
-    """What the model reads in images[0] (drawn as 0089; the captcha's noise is random, so the reading is
-    taken from the Reader rather than assumed)."""
-    return Reader.onnx(onnx_model).read(images[0]).text
+def reader(onnx_model) -> Reader:
+    return Reader.onnx(onnx_model)
 
 
 class Service:
@@ -75,9 +77,21 @@ class Service:
         try:
             connection.request(method, path, body=body, headers=headers or {})
             response = connection.getresponse()
-            return response.status, json.loads(response.read())
+            data = response.read()
+            return response.status, json.loads(data) if data.startswith(b"{") else data, response.headers
         finally:
             connection.close()
+
+    def post_json(self, path: str, payload: dict) -> tuple:
+        return self.request("POST", path, json.dumps(payload).encode(), {"Content-Type": "application/json"})
+
+    def raw(self, data: bytes, close_write: bool = True) -> bytes:
+        """Send raw bytes on a new connection; everything the server answers until it closes."""
+        with socket.create_connection(("127.0.0.1", self.port), timeout=TIMEOUT) as client:
+            client.sendall(data)
+            if close_write:
+                client.shutdown(socket.SHUT_WR)
+            return receive_all(client)
 
     def stop(self) -> tuple[int, str]:
         children = descendants_of(self.process.pid)
@@ -90,71 +104,202 @@ class Service:
         return self.process.returncode, stderr
 
 
+def receive_all(client: socket.socket) -> bytes:
+    answer = b""
+    try:
+        while chunk := client.recv(65536):
+            answer += chunk
+    except ConnectionResetError:
+        pass
+    return answer
+
+
 @pytest.fixture
-def service(onnx_model):
-    running = Service("--onnx", onnx_model, "--max_wait_ms", "200")
+def service(onnx_model, tmp_path):
+    running = Service("--onnx", onnx_model, "--max_wait_ms", "200", "--collect", str(tmp_path / "collected"))
     yield running
     if running.process.poll() is None:
         running.stop()
 
 
-def _multipart(files: list[tuple[str, bytes]]) -> tuple[bytes, str]:
+def multipart(files: list[tuple[str, bytes]], fields: dict | None = None) -> tuple[bytes, dict]:
     boundary = "----lstmocrtestboundary"
     body = b""
+    for name, value in (fields or {}).items():
+        body += f"--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n".encode()
     for name, data in files:
         body += (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{name}\"\r\n"
                  "Content-Type: image/png\r\n\r\n").encode() + data + b"\r\n"
-    return body + f"--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
+    return body + f"--{boundary}--\r\n".encode(), {"Content-Type": f"multipart/form-data; boundary={boundary}"}
 
 
-def test_reads_raw_bodies_and_multipart_files_as_the_reader_does(service, onnx_model, images):
-    reader = Reader.onnx(onnx_model)
-    expected = [reader.read(data).to_dict() for data in images[:3]]
-    status, found = service.request("POST", "/read", images[0])
-    assert status == 200 and found["text"] == expected[0]["text"] \
-        and set(found) == {"text", "confidence", "chars", "untrained_length"}
-    assert found["confidence"] == pytest.approx(expected[0]["confidence"], abs=1e-6)
-    body, content_type = _multipart([("a.png", images[0]), ("b.png", images[1]), ("c.png", images[2])])
-    status, found = service.request("POST", "/read", body, {"Content-Type": content_type})
-    assert status == 200 and [r["path"] for r in found["results"]] == ["a.png", "b.png", "c.png"]
-    assert [r["text"] for r in found["results"]] == [e["text"] for e in expected]
-    status, health = service.request("GET", "/health")
-    assert status == 200 and health["status"] == "ok" and health["images_read"] == 4
+def check_reading(found: dict, expected) -> None:
+    assert found["text"] == expected.text and len(found["id"]) == 32
+    assert found["confidence"] == pytest.approx(expected.confidence, abs=1e-6)
+    assert found["untrained_length"] == expected.untrained_length and "error" not in found
+
+
+def test_raw_multipart_and_json_bodies_answer_one_shape(service, reader, images):
+    expected = [reader.read(data) for data in images[:3]]
+    status, found, _ = service.request("POST", "/read", images[0])
+    assert status == 200 and list(found) == ["readings"] and len(found["readings"]) == 1
+    check_reading(found["readings"][0], expected[0])
+    assert "name" not in found["readings"][0]
+    body, headers = multipart([("a.png", images[0]), ("b.png", images[1]), ("c.png", images[2])],
+                              {"csrf_token": "abc123"})  # a text field is ignored, not an error
+    status, found, _ = service.request("POST", "/read", body, headers)
+    assert status == 200 and [r["name"] for r in found["readings"]] == ["a.png", "b.png", "c.png"]
+    for got, want in zip(found["readings"], expected, strict=True):
+        check_reading(got, want)
+    status, found, _ = service.post_json("/read", {"image": base64.b64encode(images[1]).decode()})
+    assert status == 200
+    check_reading(found["readings"][0], expected[1])
+    data_url = "data:image/png;base64," + base64.b64encode(images[2]).decode()
+    status, found, _ = service.post_json("/read", {"images": [base64.b64encode(images[0]).decode(), data_url]})
+    assert status == 200 and [r["name"] for r in found["readings"]] == ["image 1", "image 2"]
+    check_reading(found["readings"][1], expected[2])
+    ids = {r["id"] for r in found["readings"]}
+    assert len(ids) == 2
+    status, health, _ = service.request("GET", "/health")
+    assert status == 200 and health["images_read"] == 7 and health["chars"] == reader.hp.chars
+    assert health["collecting"] is True
     assert service.stop()[0] == 0
 
 
-def test_bad_requests_get_json_errors(service, images, first_text):
-    status, found = service.request("POST", "/read", b"not an image")
-    assert status == 400 and "not a readable image" in found["error"]
-    status, found = service.request("POST", "/read", images[0][: len(images[0]) // 2])
-    assert status == 400 and found["error"]
-    status, found = service.request("POST", "/read", b"\0" * (2 * 1024 * 1024 + 1))
-    assert status == 413 and "over the limit" in found["error"]
+def test_one_bad_file_spoils_nothing_else(service, reader, images):
     huge = io.BytesIO()
     Image.new("L", (3000, 3000), 255).save(huge, format="PNG")  # 9M pixels in a few kB
-    status, found = service.request("POST", "/read", huge.getvalue())
-    assert status == 400 and "pixels" in found["error"]
-    status, found = service.request("GET", "/nothing")
-    assert status == 404 and "error" in found
-    body, content_type = _multipart([])
-    status, found = service.request("POST", "/read", body, {"Content-Type": content_type})
-    assert status == 400 and "error" in found
-    for raw in (b"GARBAGE\r\n\r\n", b"PUT /read HTTP/1.1\r\n\r\n",
-                b"POST /read HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"):
-        with socket.create_connection(("127.0.0.1", service.port), timeout=TIMEOUT) as client:
-            client.sendall(raw)
-            answer = b""
-            while chunk := client.recv(65536):
-                answer += chunk
-        assert answer.startswith(b"HTTP/1.1 4") or answer.startswith(b"HTTP/1.1 5") or answer.startswith(b"{")
-        assert "error" in json.loads(answer.split(b"\r\n\r\n")[-1])
-    status, found = service.request("POST", "/read", images[0])  # still serving
-    assert status == 200 and found["text"] == first_text
-    assert service.stop()[0] == 0
+    body, headers = multipart([("good.png", images[0]), ("bad.png", b"not an image"), ("huge.png", huge.getvalue()),
+                               ("half.png", images[1][:len(images[1]) // 2]), ("also.png", images[3])])
+    status, found, _ = service.request("POST", "/read", body, headers)
+    assert status == 200
+    good, bad, big, half, also = found["readings"]
+    check_reading(good, reader.read(images[0]))
+    check_reading(also, reader.read(images[3]))
+    assert "not a readable image" in bad["error"] and "id" not in bad and "text" not in bad
+    assert "pixels" in big["error"] and half["error"]
+    status, found, _ = service.post_json("/read", {"images": ["%%%", base64.b64encode(images[0]).decode()]})
+    assert status == 200 and "base64" in found["readings"][0]["error"] and found["readings"][1]["text"]
 
 
-def test_concurrent_requests_are_batched_and_each_gets_its_own_reading(service, onnx_model, images):
-    reader = Reader.onnx(onnx_model)
+def test_bodies_that_are_no_image_get_a_hint(service, images):
+    status, found, _ = service.request("POST", "/read", b"\x00\x01garbage")
+    assert status == 400 and "not a readable image" in found["error"] and "--data-binary" in found["error"]
+    assert found["readings"][0]["error"]
+    status, found, _ = service.request("POST", "/read", images[0].replace(b"\n", b""),  # what curl -d sends
+                                       {"Content-Type": "application/x-www-form-urlencoded"})
+    assert status == 400 and "curl -d" in found["error"] and "--data-binary" in found["error"]
+    status, found, _ = service.request("POST", "/read", base64.b64encode(images[0]))
+    assert status == 400 and "looks like text" in found["error"] and "JSON" in found["error"]
+    for payload in (b'{"image": 5}', b'{"nothing": 1}', b'{"image": '):
+        status, found, _ = service.request("POST", "/read", payload, {"Content-Type": "application/json"})
+        assert status == 400 and found["error"] and found["readings"] in ([], [{"error": "not a base64 string"}])
+
+
+def test_limits_methods_and_paths(service, images):
+    status, found, _ = service.request("POST", "/read", b"\0" * (2 * 1024 * 1024 + 1))
+    assert status == 413 and "over the limit" in found["error"]
+    status, found, headers = service.request("GET", "/read")
+    assert status == 405 and found["error"] and "POST" in headers["Allow"]
+    status, found, _ = service.request("PUT", "/health")
+    assert status == 405
+    status, found, _ = service.request("GET", "/nothing")
+    assert status == 404 and "POST /read" in found["error"]
+    body, headers = multipart([], {"csrf_token": "abc"})
+    status, found, _ = service.request("POST", "/read", body, headers)
+    assert status == 400 and "no file" in found["error"]
+    body, headers = multipart([(f"{k}.png", images[0]) for k in range(65)])
+    status, found, _ = service.request("POST", "/read", body, headers)
+    assert status == 400 and "files" in found["error"].lower()
+    status, found, _ = service.request("POST", "/read", images[0])  # still serving
+    assert status == 200
+
+
+def test_options_constrain_the_reading_as_the_reader_does(service, reader, images):
+    want = reader.read(images[0], allowed="0189", length=3)
+    status, found, _ = service.request("POST", "/read?allowed=0189&length=3", images[0])
+    assert status == 200 and found["readings"][0]["text"] == want.text and len(want.text) == 3
+    body, headers = multipart([("a.png", images[0])], {"allowed": "0189", "length": "3", "min_confidence": "1"})
+    status, found, _ = service.request("POST", "/read", body, headers)
+    assert found["readings"][0]["text"] == want.text and found["readings"][0]["rejected"] is True
+    status, found, _ = service.post_json("/read", {"image": base64.b64encode(images[0]).decode(),
+                                                   "min_confidence": 0.0})
+    assert found["readings"][0]["rejected"] is False
+    for query, words in (("length=0", "length"), ("allowed=%E2%82%AC", "alphabet"), ("min_confidence=2", "0 to 1"),
+                         ("min_confidence=x", "min_confidence")):
+        status, found, _ = service.request("POST", f"/read?{query}", images[0])
+        assert status == 400 and words in found["error"], found
+
+
+def test_health_and_the_openapi_schema(service, reader):
+    status, health, _ = service.request("GET", "/health")
+    assert status == 200 and health["model"].endswith("model.onnx") and health["chars"] == reader.hp.chars
+    status, schema, _ = service.request("GET", "/openapi.json")
+    assert status == 200 and {"/read", "/feedback", "/health"} <= set(schema["paths"])
+    content = schema["paths"]["/read"]["post"]["requestBody"]["content"]
+    assert {"image/*", "multipart/form-data", "application/json"} <= set(content)
+    status, page, _ = service.request("GET", "/docs")
+    assert status == 200 and b"swagger" in page.lower()
+
+
+def test_cors_origin(onnx_model, images):
+    running = Service("--onnx", onnx_model, "--cors_origin", "https://site.example")
+    try:
+        status, _, headers = running.request("OPTIONS", "/read", headers={
+            "Origin": "https://site.example", "Access-Control-Request-Method": "POST"})
+        assert status == 200 and headers["Access-Control-Allow-Origin"] == "https://site.example"
+        status, _, headers = running.request("POST", "/read", images[0], {"Origin": "https://site.example"})
+        assert status == 200 and headers["Access-Control-Allow-Origin"] == "https://site.example"
+        status, _, headers = running.request("POST", "/read", images[0], {"Origin": "https://evil.example"})
+        assert "Access-Control-Allow-Origin" not in headers
+    finally:
+        assert running.stop()[0] == 0
+
+
+def test_feedback_files_images_the_trainer_reads(service, tmp_path, images):
+    folder = tmp_path / "collected"
+    _, found, _ = service.request("POST", "/read", images[0])
+    first = found["readings"][0]
+    status, answer, _ = service.post_json("/feedback", {"id": first["id"], "correct": True})
+    assert status == 200 and answer["filed"] == f"000001_{first['text']}.png"
+    assert (folder / answer["filed"]).read_bytes() == images[0]
+    status, answer, _ = service.post_json("/feedback", {"id": first["id"], "correct": True})
+    assert status == 404 and "already answered" in answer["error"]  # one answer per reading
+    _, found, _ = service.request("POST", "/read", images[1])
+    second = found["readings"][0]["id"]
+    for bad in ("../../etc/x", "", "a/b", "x" * 65):
+        status, answer, _ = service.post_json("/feedback", {"id": second, "correct": False, "text": bad})
+        assert status in (400, 422) or (status == 400 and "alphabet" in answer["error"]), answer
+        assert status != 200
+    status, answer, _ = service.post_json("/feedback", {"id": second, "correct": False, "text": "1234"})
+    assert status == 200 and answer["filed"] == "000002_1234.png"
+    status, answer, _ = service.post_json("/feedback", {"id": "f" * 32, "correct": True})
+    assert status == 404
+    _, found, _ = service.request("POST", "/read", images[2])
+    status, answer, _ = service.post_json("/feedback", {"id": found["readings"][0]["id"], "correct": False})
+    assert status == 200 and answer["filed"] is None  # a wrong reading without the right text teaches nothing
+    assert sorted(os.listdir(folder)) == ["000001_" + first["text"] + ".png", "000002_1234.png"]
+    assert [text for _, text in folder_items(str(folder))] == [first["text"], "1234"]
+
+
+def test_feedback_is_off_by_default_and_the_folder_is_capped(onnx_model, images, tmp_path):
+    running = Service("--onnx", onnx_model)
+    try:
+        _, found, _ = running.request("POST", "/read", images[0])
+        status, answer, _ = running.post_json("/feedback", {"id": found["readings"][0]["id"], "correct": True})
+        assert status == 404 and "--collect" in answer["error"]
+    finally:
+        running.stop()
+    running = Service("--onnx", onnx_model, "--collect", str(tmp_path / "c"), "--collect_mb", "0.001")
+    try:
+        _, found, _ = running.request("POST", "/read", images[0])
+        status, answer, _ = running.post_json("/feedback", {"id": found["readings"][0]["id"], "correct": True})
+        assert status == 507 and "limit" in answer["error"] and os.listdir(tmp_path / "c") == []
+    finally:
+        running.stop()
+
+
+def test_concurrent_requests_are_batched_and_each_gets_its_own_reading(service, reader, images):
     expected = [reader.read(data).text for data in images]
     found: dict[int, tuple] = {}
 
@@ -167,17 +312,107 @@ def test_concurrent_requests_are_batched_and_each_gets_its_own_reading(service, 
     for thread in threads:
         thread.join(TIMEOUT)
     assert sorted(found) == list(range(24))
-    assert all(found[k][0] == 200 and found[k][1]["text"] == expected[k % len(images)] for k in range(24))
-    _, health = service.request("GET", "/health")
+    assert all(found[k][0] == 200 and found[k][1]["readings"][0]["text"] == expected[k % len(images)]
+               for k in range(24))
+    _, health, _ = service.request("GET", "/health")
     assert health["images_read"] == 24 and health["batches"] < 24  # several images shared a forward pass
     assert service.stop()[0] == 0
 
 
-def test_sigterm_finishes_the_request_in_flight_then_exits_0(service, images, first_text):
+# Hostile clients (issue 27, class 1)
+
+def post_head(length: int | str, extra: str = "") -> bytes:
+    return f"POST /read HTTP/1.1\r\nHost: x\r\nContent-Length: {length}\r\n{extra}\r\n".encode()
+
+
+def test_pipelined_requests_are_all_answered(service, reader, images):
+    answer = service.raw(post_head(len(images[0])) + images[0] + post_head(len(images[1])) + images[1]
+                         + b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    assert answer.count(b"HTTP/1.1 200") == 3
+    assert answer.index(reader.read(images[0]).text.encode()) < answer.index(b'"status"')
+
+
+@pytest.mark.parametrize("head", [
+    post_head("6_1_0_5"), post_head("-1"), post_head("5, 6"), post_head(5, "Content-Length: 6\r\n"),
+    b"GARBAGE\r\n\r\n", post_head(5, "Transfer-Encoding: chunked\r\n"),
+])
+def test_malformed_requests_are_400_and_one_log_line(onnx_model, images, head):
+    running = Service("--onnx", onnx_model)
+    try:
+        answer = running.raw(head + b"hello")
+        assert answer.startswith(b"HTTP/1.1 400"), answer
+        status, _, _ = running.request("POST", "/read", images[0])
+        assert status == 200
+    finally:
+        code, stderr = running.stop()
+    assert code == 0 and "Traceback" not in stderr
+
+
+def test_client_faults_are_4xx_and_one_line_never_a_traceback(onnx_model, images):
+    running = Service("--onnx", onnx_model)
+    try:
+        answer = running.raw(post_head(len(images[0])) + images[0][:100])  # a short body, then the client's FIN
+        assert answer == b"" or answer.startswith(b"HTTP/1.1 4")
+        for _ in range(3):  # a reset in the middle of a body
+            client = socket.create_connection(("127.0.0.1", running.port), timeout=TIMEOUT)
+            client.sendall(post_head(len(images[0])) + images[0][:100])
+            client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            client.close()
+        body, headers = multipart([("a.png", images[0])])
+        client = socket.create_connection(("127.0.0.1", running.port), timeout=TIMEOUT)
+        client.sendall(post_head(len(body), f"Content-Type: {headers['Content-Type']}\r\n") + body[:len(body) // 2])
+        client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        client.close()
+        status, found, _ = running.request("POST", "/read", images[0])
+        assert status == 200 and found["readings"][0]["text"]
+    finally:
+        code, stderr = running.stop()
+    assert code == 0 and "Traceback" not in stderr and "Error" not in stderr, stderr
+
+
+def test_slow_clients_cannot_hold_the_connection_slots(onnx_model, images):
+    """Clients trickling their headers, one byte at a time, hold every slot; a real client still gets in,
+    and each trickler is closed at the request deadline however it keeps sending."""
+    running = Service("--onnx", onnx_model, "--max_connections", "4", "--request_seconds", "2")
+    stop = threading.Event()
+    slow = [socket.create_connection(("127.0.0.1", running.port), timeout=TIMEOUT) for _ in range(4)]
+    closed = []
+
+    def trickle(client: socket.socket) -> None:
+        head = post_head(len(images[0]))
+        try:
+            for k in range(len(head)):
+                client.sendall(head[k:k + 1])
+                if stop.wait(0.2):
+                    return
+        except OSError:
+            closed.append(client)
+
+    threads = [threading.Thread(target=trickle, args=(client,)) for client in slow]
+    try:
+        for thread in threads:
+            thread.start()
+        status, found, _ = running.request("POST", "/read", images[0])
+        assert status == 200 and found["readings"][0]["text"]
+        for client in slow:  # each is answered (408 or 503) and closed, before its headers end
+            client.settimeout(TIMEOUT)
+            answer = receive_all(client)
+            assert answer.startswith(b"HTTP/1.1 408") or answer.startswith(b"HTTP/1.1 503"), answer
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(TIMEOUT)
+        for client in slow:
+            client.close()
+        code, stderr = running.stop()
+    assert code == 0 and "Traceback" not in stderr
+
+
+def test_sigterm_finishes_the_request_in_flight_then_exits_0(service, reader, images):
     client = socket.create_connection(("127.0.0.1", service.port), timeout=TIMEOUT)
     data = images[0]
-    client.sendall(f"POST /read HTTP/1.1\r\nHost: x\r\nContent-Length: {len(data)}\r\n\r\n".encode() + data[:100])
-    status, _ = service.request("GET", "/health")  # the server is up and the request above is being received
+    client.sendall(post_head(len(data)) + data[:100])
+    status, _, _ = service.request("GET", "/health")  # the server is up and the request above is being received
     assert status == 200
     service.process.send_signal(signal.SIGTERM)
     with pytest.raises(OSError):  # new connections are refused soon after
@@ -185,25 +420,55 @@ def test_sigterm_finishes_the_request_in_flight_then_exits_0(service, images, fi
             service.request("GET", "/health")
             threading.Event().wait(0.05)
     client.sendall(data[100:])
-    answer = b""
-    while chunk := client.recv(65536):
-        answer += chunk
+    answer = receive_all(client)
     client.close()
-    assert answer.startswith(b"HTTP/1.1 200") and b"Connection: close" in answer
-    assert json.loads(answer.split(b"\r\n\r\n", 1)[1])["text"] == first_text
+    assert answer.startswith(b"HTTP/1.1 200")  # and the connection closed after it (receive_all returned)
+    assert json.loads(answer.split(b"\r\n\r\n", 1)[1])["readings"][0]["text"] == reader.read(data).text
     service.process.wait(TIMEOUT)
     assert service.process.returncode == 0
     assert "Stopped after reading 1 images" in service.process.stderr.read()
 
 
-def test_the_onnx_service_runs_without_mxnet(onnx_model, images, first_text):
+def test_a_trickled_body_cannot_keep_a_stopping_server_alive(onnx_model, images):
+    running = Service("--onnx", onnx_model, "--request_seconds", "300", "--drain_seconds", "1")
+    client = socket.create_connection(("127.0.0.1", running.port), timeout=TIMEOUT)
+    data = images[0]
+    client.sendall(post_head(len(data)) + data[:10])
+    status, _, _ = running.request("GET", "/health")
+    assert status == 200
+    running.process.send_signal(signal.SIGTERM)
+    stop = threading.Event()
+
+    def trickle() -> None:
+        try:
+            for k in range(10, len(data)):
+                client.sendall(data[k:k + 1])
+                if stop.wait(0.1):
+                    return
+        except OSError:
+            pass
+
+    thread = threading.Thread(target=trickle)
+    thread.start()
+    try:
+        running.process.wait(TIMEOUT)  # raises if the server is still alive after TIMEOUT
+    finally:
+        stop.set()
+        thread.join(TIMEOUT)
+        client.close()
+        running.process.kill()
+    assert running.process.returncode == 0
+    assert "Traceback" not in running.process.stderr.read()
+
+
+def test_the_onnx_service_runs_without_mxnet(onnx_model, reader, images):
     python = os.path.join(ROOT, ".venv-onnx", "bin", "python")
     if not os.path.exists(python):
         pytest.fail("no .venv-onnx: `make onnx-venv` (a dependency of `make test`) creates it")
     running = Service("--onnx", onnx_model, python=python)
     try:
-        status, found = running.request("POST", "/read", images[0])
-        assert status == 200 and found["text"] == first_text
+        status, found, _ = running.request("POST", "/read", images[0])
+        assert status == 200 and found["readings"][0]["text"] == reader.read(images[0]).text
     finally:
         code, _ = running.stop()
     assert code == 0
@@ -215,9 +480,11 @@ def test_an_mxnet_checkpoint_serves_too(tmp_path, images):
     checkpoint.save(prefix, 2, lstm_ocr(hp), initial_params(hp, mx.init.Xavier()), {}, hp)
     running = Service("--prefix", prefix, "--epoch", "2", "--max_batch", "1", "--min_confidence", "0.5")
     try:
-        status, found = running.request("POST", "/read", images[1])
+        status, found, _ = running.request("POST", "/read", images[1])
         expected = Reader(prefix, 2).read(images[1])
-        assert status == 200 and found["text"] == expected.text and found["rejected"] == (expected.confidence < 0.5)
+        reading = found["readings"][0]
+        assert status == 200 and reading["text"] == expected.text
+        assert reading["rejected"] == (expected.confidence < 0.5)
     finally:
         code, _ = running.stop()
     assert code == 0
@@ -228,6 +495,9 @@ def test_an_mxnet_checkpoint_serves_too(tmp_path, images):
     (["--onnx", "x.onnx", "--epoch", "3"], "not both"),
     (["--onnx", "missing.onnx"], "missing.onnx"),
     (["--max_wait_ms", "-1"], "--max_wait_ms"),
+    (["--request_seconds", "0"], "--request_seconds"),
+    (["--max_connections", "0"], "--max_connections"),
+    (["--length", "x"], "--length"),
 ])
 def test_bad_options_are_one_line(args, words):
     result = run_script("lstm_ocr_serve.py", *args)

@@ -1,0 +1,144 @@
+"""Uvicorn's HTTP/1.1 protocol (h11) with the limits a service open to hostile clients needs.
+
+- A deadline for each whole request, headers and body: a connection that has not sent a complete
+  request within `request_seconds` of opening (or of its last answer) is answered 408 and closed,
+  however slowly it trickles bytes (uvicorn alone only times out idle kept-alive connections).
+- At most `max_connections` connections: a new one past that closes the connection that has spent
+  the longest receiving a request or idle, so slow clients cannot hold every slot; when all are busy
+  with requests being answered, the newcomer gets 503.
+- Client faults are one log line: a malformed request is uvicorn's "Invalid HTTP request" warning.
+
+h11 already answers pipelined requests in order, refuses conflicting or non-numeric Content-Length
+headers (400), and never reads past a request's body.
+"""
+
+import asyncio
+import json
+import logging
+import socket
+from typing import Any
+
+import h11
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+log = logging.getLogger("lstm_ocr_serve")
+
+
+def raw_answer(status: int, reason: str, message: str) -> bytes:
+    """A whole HTTP/1.1 answer with a JSON error body, that closes the connection."""
+    body = json.dumps({"error": message, "readings": []}).encode()
+    return (f"HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\nconnection: close\r\n"
+            f"content-length: {len(body)}\r\n\r\n").encode() + body
+
+
+class GuardedH11Protocol(H11Protocol):
+    """H11Protocol with a whole-request deadline and a bounded number of connections."""
+
+    request_seconds = 10.0
+    max_connections = 256
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self._deadline: asyncio.TimerHandle | None = None
+        self._eof = False  # the client has shut its side of the connection
+        self.waiting_since: float | None = None  # when it began waiting for a request; None: one is in hand
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        sock = transport.get_extra_info("socket")
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            # h11 writes an answer's head and body apart: without this, Nagle's algorithm holds the body
+            # until the client's delayed ACK (40 ms). asyncio sets it only on sockets made with IPPROTO_TCP.
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._arm()
+        if len(self.connections) > self.max_connections and not self._make_room():
+            log.warning("refused a connection from %s: %d connections, all busy", self._peer(), self.max_connections)
+            self._close_with(503, "Service Unavailable", "too many connections; retry later")
+
+    def _make_room(self) -> bool:
+        """Close the connection that has waited longest for a complete request; False if none waits."""
+        waiting = [other for other in self.connections
+                   if isinstance(other, GuardedH11Protocol) and other is not self and other.waiting_since is not None]
+        if not waiting:
+            return False
+        oldest = min(waiting, key=lambda other: other.waiting_since)
+        log.warning("closed a connection from %s to make room: no complete request in %.1f s", oldest._peer(),
+                    self.loop.time() - oldest.waiting_since)
+        oldest._close_with(503, "Service Unavailable", "the server is full and this connection sent no request")
+        return True
+
+    def _peer(self) -> str:
+        return f"{self.client[0]}:{self.client[1]}" if self.client else "a client"
+
+    def _arm(self) -> None:
+        self._disarm()
+        self.waiting_since = self.loop.time()
+        self._deadline = self.loop.call_later(self.request_seconds, self._expired)
+
+    def _disarm(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+        self.waiting_since = None
+
+    def _request_in_hand(self) -> bool:
+        return self.conn.their_state in (h11.DONE, h11.MUST_CLOSE, h11.CLOSED, h11.ERROR)
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if self._deadline is not None and self._request_in_hand():
+            self._disarm()
+
+    def eof_received(self) -> bool:
+        """A client that has sent its requests and shut its side (`nc -N`, pipelining scripts) still gets
+        its answers, then the connection closes; one that ends in the middle of a request gets 400."""
+        self._eof = True
+        if self._request_in_hand():
+            return True  # keep the connection open to write the answers
+        self._client_ended()
+        return False
+
+    def _client_ended(self) -> None:
+        if self.conn.their_state is h11.SEND_BODY or self.conn.trailing_data[0]:
+            log.warning("%s ended its connection in the middle of a request", self._peer())
+            self._close_with(400, "Bad Request", "the request ended before its end (short body or headers)")
+        else:
+            self.transport.close()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()  # may start a pipelined request already received
+        if not self.transport.is_closing() and not self._request_in_hand():
+            if self._eof:
+                self._client_ended()
+            else:
+                self._arm()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+    def _expired(self) -> None:
+        self._deadline = None
+        if self.transport.is_closing() or self._request_in_hand():
+            return
+        if self.conn.their_state is not h11.IDLE or self.conn.trailing_data[0]:  # a request was begun
+            log.warning("closed a connection from %s: no complete request within %g s", self._peer(),
+                        self.request_seconds)
+        self._close_with(408, "Request Timeout", f"no complete request within {self.request_seconds:g} s")
+
+    def stop_receiving(self) -> None:
+        """At the end of draining: close the connection unless its request has been received whole."""
+        if not self.transport.is_closing() and not self._request_in_hand():
+            if self.conn.their_state is not h11.IDLE or self.conn.trailing_data[0]:
+                log.warning("closed a connection from %s: its request was still arriving when the server stopped",
+                            self._peer())
+            self._close_with(503, "Service Unavailable", "the server is stopping")
+
+    def _close_with(self, status: int, reason: str, message: str) -> None:
+        """Answer `status` unless an answer has begun, and close the connection."""
+        self.waiting_since = None
+        if self.cycle is None or not self.cycle.response_started:
+            if self.cycle is not None:
+                self.cycle.disconnected = True  # the app's own answer, if it comes, is dropped
+            self.transport.write(raw_answer(status, reason, message))
+        self.transport.close()
