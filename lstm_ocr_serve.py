@@ -49,7 +49,14 @@ from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 
 from cli import ArgumentParser, InputError, check_count, run_main
-from hyperparameters import SERVE_MAX_BODY_BYTES, SERVE_MAX_CONNECTIONS, SERVE_MAX_FILES, SERVE_MAX_PIXELS
+from hyperparameters import (
+    SERVE_IDLE_SECONDS,
+    SERVE_MAX_BODY_BYTES,
+    SERVE_MAX_CONNECTIONS,
+    SERVE_MAX_FILES,
+    SERVE_MAX_PIXELS,
+    SERVE_REQUEST_SECONDS,
+)
 from reader import Reader, Reading, add_model_options, check_model_options, open_reader
 from serve_batcher import Batcher
 from serve_feedback import FeedbackError, FeedbackStore
@@ -422,8 +429,8 @@ def main() -> None:
                         help=f"largest image, width x height [default {SERVE_MAX_PIXELS}]")
     parser.add_argument("--max_connections", type=int, default=SERVE_MAX_CONNECTIONS,
                         help=f"open connections at most [default {SERVE_MAX_CONNECTIONS}]")
-    parser.add_argument("--request_seconds", type=float, default=10.0,
-                        help="deadline for a whole request, headers and body [default 10]")
+    parser.add_argument("--request_seconds", type=float, default=SERVE_REQUEST_SECONDS,
+                        help=f"deadline for a whole request, headers and body [default {SERVE_REQUEST_SECONDS}]")
     parser.add_argument("--drain_seconds", type=float, default=10.0,
                         help="after SIGTERM, how long requests in flight may take to finish [default 10]")
     parser.add_argument("--threads", type=int, default=0, help="ONNX Runtime's threads [default 0: its choice]")
@@ -464,7 +471,7 @@ def main() -> None:
     GuardedH11Protocol.request_seconds = args.request_seconds
     GuardedH11Protocol.max_connections = args.max_connections
     logging.basicConfig(format="%(levelname)s: %(message)s", level=logging.INFO)
-    config = uvicorn.Config(app, http=GuardedH11Protocol, lifespan="on", timeout_keep_alive=5,
+    config = uvicorn.Config(app, http=GuardedH11Protocol, lifespan="on", timeout_keep_alive=SERVE_IDLE_SECONDS,
                             timeout_graceful_shutdown=args.drain_seconds + 5, access_log=args.access_log,
                             log_level="info" if args.access_log else "warning", server_header=False)
     server = Server(config)

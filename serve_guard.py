@@ -34,7 +34,7 @@ def raw_answer(status: int, reason: str, message: str) -> bytes:
 class GuardedH11Protocol(H11Protocol):
     """H11Protocol with a whole-request deadline and a bounded number of connections."""
 
-    request_seconds = 10.0
+    request_seconds = 10.0  # set by lstm_ocr_serve.py from --request_seconds
     max_connections = 256
 
     def __init__(self, *args: Any, **kwargs: Any):
