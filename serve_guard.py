@@ -6,7 +6,8 @@
 - At most `max_connections` connections: a new one past that closes the connection that has spent
   the longest receiving a request or idle, so slow clients cannot hold every slot; when all are busy
   with requests being answered, the newcomer gets 503.
-- Client faults are one log line: a malformed request is uvicorn's "Invalid HTTP request" warning.
+- Client faults are one log line: a malformed request is uvicorn's "Invalid HTTP request" warning, and
+  its 400 has the service's JSON shape.
 
 h11 already answers pipelined requests in order, refuses conflicting or non-numeric Content-Length
 headers (400), and never reads past a request's body.
@@ -134,10 +135,15 @@ class GuardedH11Protocol(H11Protocol):
                             self._peer())
             self._close_with(503, "Service Unavailable", "the server is stopping")
 
+    def send_400_response(self, msg: str) -> None:
+        """A malformed request (h11 refused it): 400 in the service's JSON shape, not uvicorn's plain text."""
+        self._close_with(400, "Bad Request", "not a valid HTTP/1.1 request (its request line, a header, or a "
+                                             "Content-Length that is not one decimal number)")
+
     def _close_with(self, status: int, reason: str, message: str) -> None:
-        """Answer `status` unless an answer has begun, and close the connection."""
+        """Answer `status` unless an answer is being written, and close the connection."""
         self.waiting_since = None
-        if self.cycle is None or not self.cycle.response_started:
+        if self.cycle is None or not self.cycle.response_started or self.cycle.response_complete:
             if self.cycle is not None:
                 self.cycle.disconnected = True  # the app's own answer, if it comes, is dropped
             self.transport.write(raw_answer(status, reason, message))
