@@ -1,6 +1,7 @@
 """The HTTP service (FastAPI on uvicorn) as a real process on 127.0.0.1: one answer shape for raw,
 multipart and JSON bodies, options, feedback into a training folder, batching, and hostile clients."""
 
+import asyncio
 import base64
 import http.client
 import io
@@ -23,7 +24,8 @@ from conftest import PYTHON, ROOT, assert_all_exit, descendants_of, run_script
 from hyperparameters import Hyperparams
 from labelled_data import folder_items
 from lstm import initial_params, lstm_ocr
-from reader import Reader
+from reader import Constraints, Reader
+from serve_batcher import Batcher
 
 SERVE = os.path.join(ROOT, "lstm_ocr_serve.py")
 PRETRAINED = os.path.join(ROOT, "pretrained", "ocr")
@@ -316,6 +318,28 @@ def test_concurrent_requests_are_batched_and_each_gets_its_own_reading(service, 
     _, health, _ = service.request("GET", "/health")
     assert health["images_read"] == 24 and health["batches"] < 24  # several images shared a forward pass
     assert service.stop()[0] == 0
+
+
+def test_one_batch_serves_requests_with_different_constraints(reader, images):
+    batcher = Batcher(reader, max_batch=64, max_wait_ms=1000)
+    inputs = [reader.network_input(data)[None] for data in images[:3]]
+    constraints = [Constraints(), reader.constraints("0189", 3), reader.constraints(None, "5")]
+
+    async def requests() -> list:
+        task = asyncio.create_task(batcher.run())
+        with batcher.receiving():  # a request still arriving: the batch waits for it, then takes all three
+            futures = [asyncio.ensure_future(batcher.read(x, c)) for x, c in zip(inputs, constraints, strict=True)]
+            await asyncio.sleep(0)
+        found = await asyncio.gather(*futures)
+        batcher.stop()
+        await task
+        return found
+
+    found = asyncio.run(requests())
+    assert batcher.batches == 1 and batcher.images == 3
+    for x, c, got in zip(inputs, constraints, found, strict=True):
+        assert [r.text for r in got] == [r.text for r in reader.read_inputs(x, c)]
+    assert len(found[1][0].text) == 3 and set(found[1][0].text) <= set("0189") and len(found[2][0].text) == 5
 
 
 # Hostile clients (issue 27, class 1)
