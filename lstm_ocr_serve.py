@@ -60,7 +60,7 @@ from hyperparameters import (
 from reader import Reader, Reading, add_model_options, check_model_options, open_reader
 from serve_batcher import Batcher
 from serve_feedback import FeedbackError, FeedbackStore
-from serve_guard import GuardedH11Protocol
+from serve_guard import CLOSED_HERE, GuardedH11Protocol
 
 MOST_BATCH = 1024
 # Images decoded at once, each at most --max_pixels: memory stays bounded. Pillow and OpenCV release the GIL,
@@ -300,8 +300,9 @@ def create_app(reader: Reader, batcher: Batcher, settings: Settings, store: Feed
 
     @app.exception_handler(ClientDisconnect)
     async def gone(request: Request, error: ClientDisconnect) -> JSONResponse:
-        client = request.client
-        log.warning("%s:%s closed the connection before its request was whole", *(client or ("a client", "")))
+        if not request.scope.get(CLOSED_HERE):
+            client = request.client
+            log.warning("%s:%s closed the connection before its request was whole", *(client or ("a client", "")))
         return error_answer(400, "the request's body ended early")
 
     def decode(upload: Upload) -> np.ndarray:

@@ -6,6 +6,8 @@
 - At most `max_connections` connections: a new one past that closes the connection that has spent
   the longest receiving a request or idle, so slow clients cannot hold every slot; when all are busy
   with requests being answered, the newcomer gets 503.
+- A connection closed here gets its answer, a FIN, and 1 s in which what the client still sends is
+  dropped (a close with unread bytes would reset the connection and could destroy the answer).
 - Client faults are one log line: a malformed request is uvicorn's "Invalid HTTP request" warning, and
   its 400 has the service's JSON shape.
 
@@ -23,6 +25,8 @@ import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 log = logging.getLogger("lstm_ocr_serve")
+LINGER_SECONDS = 1.0
+CLOSED_HERE = "lstm_ocr.closed_by_server"  # a scope key: this protocol closed the request's connection
 
 
 def raw_answer(status: int, reason: str, message: str) -> bytes:
@@ -42,6 +46,7 @@ class GuardedH11Protocol(H11Protocol):
         super().__init__(*args, **kwargs)
         self._deadline: asyncio.TimerHandle | None = None
         self._eof = False  # the client has shut its side of the connection
+        self._lingering = False  # answered and closing: what the client still sends is dropped
         self.waiting_since: float | None = None  # when it began waiting for a request; None: one is in hand
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -86,6 +91,8 @@ class GuardedH11Protocol(H11Protocol):
         return self.conn.their_state in (h11.DONE, h11.MUST_CLOSE, h11.CLOSED, h11.ERROR)
 
     def data_received(self, data: bytes) -> None:
+        if self._lingering:
+            return
         super().data_received(data)
         if self._deadline is not None and self._request_in_hand():
             self._disarm()
@@ -94,6 +101,8 @@ class GuardedH11Protocol(H11Protocol):
         """A client that has sent its requests and shut its side (`nc -N`, pipelining scripts) still gets
         its answers, then the connection closes; one that ends in the middle of a request gets 400."""
         self._eof = True
+        if self._lingering:
+            return False
         if self._request_in_hand():
             return True  # keep the connection open to write the answers
         self._client_ended()
@@ -143,8 +152,23 @@ class GuardedH11Protocol(H11Protocol):
     def _close_with(self, status: int, reason: str, message: str) -> None:
         """Answer `status` unless an answer is being written, and close the connection."""
         self.waiting_since = None
+        if self.cycle is not None:
+            self.cycle.scope[CLOSED_HERE] = True  # logged here: the app need not log the disconnect again
         if self.cycle is None or not self.cycle.response_started or self.cycle.response_complete:
             if self.cycle is not None:
                 self.cycle.disconnected = True  # the app's own answer, if it comes, is dropped
             self.transport.write(raw_answer(status, reason, message))
-        self.transport.close()
+            self._linger()
+        else:
+            self.transport.close()
+
+    def _linger(self) -> None:
+        """Close softly: send the answer and a FIN, drop what the client still sends for LINGER_SECONDS,
+        then close. Closing at once with unread bytes would send a reset, which can destroy the answer."""
+        self._lingering = True
+        self._disarm()
+        if self.cycle is not None:
+            self.cycle.message_event.set()  # a request waiting for its body learns it is gone
+        if self.transport.can_write_eof():
+            self.transport.write_eof()
+        self.loop.call_later(LINGER_SECONDS, self.transport.close)
