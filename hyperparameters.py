@@ -62,7 +62,8 @@ SERVE_MAX_BODY_BYTES = 2 * 1024 * 1024
 SERVE_MAX_FILES = 64
 SERVE_MAX_PIXELS = 4_000_000
 SERVE_MAX_CONNECTIONS = 256
-SERVE_IDLE_SECONDS = 30  # a kept-alive connection with no request for this long is closed
+SERVE_IDLE_SECONDS = 5  # a kept-alive connection with no request for this long is closed
+SERVE_REQUEST_SECONDS = 10  # a whole request, headers and body, must arrive within this (--request_seconds)
 ONNX_FORMAT = "lstm-ocr"  # metadata `format` of the ONNX models `lstm.py --to onnx` writes
 MAX_FOLDER_BYTES = 4 * 1024 ** 3  # a folder's images, decoded at the network's input size, in shared memory
 # Folders of labelled images (`--train_dir`).

@@ -6,7 +6,10 @@
 - At most `max_connections` connections: a new one past that closes the connection that has spent
   the longest receiving a request or idle, so slow clients cannot hold every slot; when all are busy
   with requests being answered, the newcomer gets 503.
-- Client faults are one log line: a malformed request is uvicorn's "Invalid HTTP request" warning.
+- A connection closed here gets its answer, a FIN, and 1 s in which what the client still sends is
+  dropped (a close with unread bytes would reset the connection and could destroy the answer).
+- Client faults are one log line: a malformed request is uvicorn's "Invalid HTTP request" warning, and
+  its 400 has the service's JSON shape.
 
 h11 already answers pipelined requests in order, refuses conflicting or non-numeric Content-Length
 headers (400), and never reads past a request's body.
@@ -22,6 +25,8 @@ import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 log = logging.getLogger("lstm_ocr_serve")
+LINGER_SECONDS = 1.0
+CLOSED_HERE = "lstm_ocr.closed_by_server"  # a scope key: this protocol closed the request's connection
 
 
 def raw_answer(status: int, reason: str, message: str) -> bytes:
@@ -34,13 +39,14 @@ def raw_answer(status: int, reason: str, message: str) -> bytes:
 class GuardedH11Protocol(H11Protocol):
     """H11Protocol with a whole-request deadline and a bounded number of connections."""
 
-    request_seconds = 10.0
+    request_seconds = 10.0  # set by lstm_ocr_serve.py from --request_seconds
     max_connections = 256
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self._deadline: asyncio.TimerHandle | None = None
         self._eof = False  # the client has shut its side of the connection
+        self._lingering = False  # answered and closing: what the client still sends is dropped
         self.waiting_since: float | None = None  # when it began waiting for a request; None: one is in hand
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -85,6 +91,8 @@ class GuardedH11Protocol(H11Protocol):
         return self.conn.their_state in (h11.DONE, h11.MUST_CLOSE, h11.CLOSED, h11.ERROR)
 
     def data_received(self, data: bytes) -> None:
+        if self._lingering:
+            return
         super().data_received(data)
         if self._deadline is not None and self._request_in_hand():
             self._disarm()
@@ -93,6 +101,8 @@ class GuardedH11Protocol(H11Protocol):
         """A client that has sent its requests and shut its side (`nc -N`, pipelining scripts) still gets
         its answers, then the connection closes; one that ends in the middle of a request gets 400."""
         self._eof = True
+        if self._lingering:
+            return False
         if self._request_in_hand():
             return True  # keep the connection open to write the answers
         self._client_ended()
@@ -134,11 +144,31 @@ class GuardedH11Protocol(H11Protocol):
                             self._peer())
             self._close_with(503, "Service Unavailable", "the server is stopping")
 
+    def send_400_response(self, msg: str) -> None:
+        """A malformed request (h11 refused it): 400 in the service's JSON shape, not uvicorn's plain text."""
+        self._close_with(400, "Bad Request", "not a valid HTTP/1.1 request (its request line, a header, or a "
+                                             "Content-Length that is not one decimal number)")
+
     def _close_with(self, status: int, reason: str, message: str) -> None:
-        """Answer `status` unless an answer has begun, and close the connection."""
+        """Answer `status` unless an answer is being written, and close the connection."""
         self.waiting_since = None
-        if self.cycle is None or not self.cycle.response_started:
+        if self.cycle is not None:
+            self.cycle.scope[CLOSED_HERE] = True  # logged here: the app need not log the disconnect again
+        if self.cycle is None or not self.cycle.response_started or self.cycle.response_complete:
             if self.cycle is not None:
                 self.cycle.disconnected = True  # the app's own answer, if it comes, is dropped
             self.transport.write(raw_answer(status, reason, message))
-        self.transport.close()
+            self._linger()
+        else:
+            self.transport.close()
+
+    def _linger(self) -> None:
+        """Close softly: send the answer and a FIN, drop what the client still sends for LINGER_SECONDS,
+        then close. Closing at once with unread bytes would send a reset, which can destroy the answer."""
+        self._lingering = True
+        self._disarm()
+        if self.cycle is not None:
+            self.cycle.message_event.set()  # a request waiting for its body learns it is gone
+        if self.transport.can_write_eof():
+            self.transport.write_eof()
+        self.loop.call_later(LINGER_SECONDS, self.transport.close)
