@@ -394,6 +394,12 @@ def check_onnx(data: bytes, path: str, hyperparams: Callable[[dict], object]) ->
     inputs = [value for value in graph.input if value.name not in initializers]
     if len(inputs) != 1 or len(graph.output) != 1:
         raise InputError(f"{path} does not have one input and one output")
+    from onnx import TensorProto
+
+    for value in (inputs[0], graph.output[0]):
+        if value.type.tensor_type.elem_type != TensorProto.FLOAT:
+            raise InputError(f"{path}: its {value.name!r} is not a float32 tensor (onnx_export.py writes float32 "
+                             "images in and probabilities out)")
     hp = hyperparams({prop.key: prop.value for prop in model.metadata_props})
     wanted_in = [hp.image_width, hp.image_height]
     found_in, found_out = _dims(inputs[0]), _dims(graph.output[0])

@@ -196,7 +196,13 @@ def _domain(model) -> None:
     model.graph.node[0].domain = "com.microsoft"
 
 
+def _int_input(model) -> None:
+    model.graph.input[0].type.tensor_type.elem_type = TensorProto.INT64
+    model.graph.node.insert(0, helper.make_node("Identity", ["data"], ["unused"]))
+
+
 @pytest.mark.parametrize("edit, words", [
+    (_int_input, "is not a float32 tensor"),
     (_loop, "op 'Loop'"), (_constant_of_shape, "op 'ConstantOfShape'"), (_external, "external data is refused"),
     (_metadata, "its metadata says images of 2000x30"), (_domain, "operator domain 'com.microsoft'"),
 ])
