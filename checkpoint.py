@@ -64,7 +64,12 @@ def save(prefix: str, epoch: int, symbol, arg_params: dict, aux_params: dict, hp
     if save_states is not None:
         write_atomically(states_path(prefix, epoch), save_states)
     params = {f"arg:{k}": v for k, v in arg_params.items()} | {f"aux:{k}": v for k, v in aux_params.items()}
-    write_atomically(params_path(prefix, epoch), lambda path: mx.nd.save(path, params))
+    try:
+        write_atomically(params_path(prefix, epoch), lambda path: mx.nd.save(path, params))
+    except InputError:
+        if save_states is not None and os.path.isfile(states_path(prefix, epoch)):
+            os.remove(states_path(prefix, epoch))  # no orphan .states without its params (a full disk)
+        raise
     logging.info('Saved checkpoint to "%s"', params_path(prefix, epoch))
 
 

@@ -25,6 +25,9 @@ from hyperparameters import MAX_IMAGE_BYTES, MAX_IMAGE_PIXELS, Hyperparams
 # Pillow warns past this many pixels and refuses past twice as many, in Image.open and inside plugins
 # that open frames of their own; our own limit (checked first, from the header) names the size.
 Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
+# Its warning (between our limit and twice it) never reaches a user: our check refuses those images with
+# their size. Set once here: warnings.catch_warnings() per image is not thread-safe (the service).
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 # The formats a captcha comes in; Image.open tries no other plugin.
 ALLOWED_FORMATS = ("PNG", "JPEG", "GIF", "BMP", "WEBP", "TIFF")
 ALPHA_MODES = ("RGBA", "LA", "PA", "La", "RGBa")
@@ -126,13 +129,11 @@ def _gray(image: Image.Image, draft_size: tuple[int, int] | None, in_place: bool
 
 def _decode(file, name: str, draft_size: tuple[int, int] | None, max_pixels: int = MAX_IMAGE_PIXELS) -> np.ndarray:
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own limit says it better
-            with Image.open(file, formats=ALLOWED_FORMATS) as image:
-                _check_pixels(image, name, max_pixels)
-                if draft_size is not None and image.format == "JPEG":
-                    image.draft("L", draft_size)  # decode a large JPEG straight at a reduced scale
-                return _gray(image, draft_size, in_place=True)
+        with Image.open(file, formats=ALLOWED_FORMATS) as image:
+            _check_pixels(image, name, max_pixels)
+            if draft_size is not None and image.format == "JPEG":
+                image.draft("L", draft_size)  # decode a large JPEG straight at a reduced scale
+            return _gray(image, draft_size, in_place=True)
     except InputError:
         raise
     except Image.DecompressionBombError as error:  # Pillow's own check, past twice our limit

@@ -33,6 +33,7 @@ MAX_NODES = 100_000
 MAX_DIM = 1 << 16  # an integer attribute of a node: a size, a kernel, a dimension
 MAX_STATE_ELEMENTS = 1 << 22  # elements of a `_zeros` state per batch row
 MAX_GRAPH_ELEMENTS = 1 << 28  # elements of every parameter and intermediate output of a bound graph
+MAX_TENSOR_ELEMENTS = 1 << 28  # elements one ONNX tensor may declare
 MAX_ARRAYS = 100_000  # arrays in one NDArray file
 MAX_NAME_BYTES = 4096
 MAX_NDIM = 8
@@ -245,13 +246,10 @@ def check_ndarray_file(path: str, limit: int) -> None:
                              "array file")
 
 
-def check_bound_graph(symbol, data_shape: tuple[int, ...], params: dict) -> None:
-    """InputError (the reason alone, for the caller to name the files) unless shape inference at
-    `data_shape` gives every saved parameter its shape and the graph's arguments and intermediate
-    outputs stay within MAX_GRAPH_ELEMENTS (nothing is allocated)."""
+def _graph_values(internals, data_shape: tuple[int, ...]) -> tuple[list, int]:
+    """(argument and auxiliary shapes, the number of values of every argument and output) at `data_shape`."""
     import mxnet as mx
 
-    internals = symbol.get_internals()
     try:
         arg_shapes, out_shapes, aux_shapes = internals.infer_shape(data=data_shape)
     except (mx.base.MXNetError, ValueError, TypeError) as error:
@@ -259,19 +257,35 @@ def check_bound_graph(symbol, data_shape: tuple[int, ...], params: dict) -> None
         raise InputError(f"its graph does not take a {data_shape} input ({lines[-1] if lines else error})") from None
     if arg_shapes is None:
         raise InputError("the shapes of its graph cannot be inferred from its input")
-    names = internals.list_arguments() + internals.list_auxiliary_states()
-    for name, shape in zip(names, arg_shapes + aux_shapes, strict=True):
-        if name in params and tuple(params[name].shape) != tuple(shape):
-            raise InputError(f"its {name} is {tuple(params[name].shape)}, the graph's {tuple(shape)}")
     total = 0
     for shape in arg_shapes + out_shapes + aux_shapes:
         elements = 1
         for dim in shape:
             elements *= dim
         total += elements
-    if total > MAX_GRAPH_ELEMENTS:
-        raise InputError(f"its graph needs {total} values at batch {data_shape[0]}, over the limit of "
-                         f"{MAX_GRAPH_ELEMENTS}")
+    return arg_shapes + aux_shapes, total
+
+
+def check_bound_graph(symbol, image_shape: tuple[int, int], params: dict) -> int:
+    """The values (parameters aside) one more image adds to the graph; InputError (the reason alone,
+    for the caller to name the files) unless shape inference gives every saved parameter its shape and
+    the graph at one image stays within MAX_GRAPH_ELEMENTS. Nothing is allocated. A reader passes at
+    most MAX_GRAPH_ELEMENTS / this many images through the graph at once (`rows_per_pass`)."""
+    internals = symbol.get_internals()
+    shapes, one = _graph_values(internals, (1, *image_shape))
+    names = internals.list_arguments() + internals.list_auxiliary_states()
+    for name, shape in zip(names, shapes, strict=True):
+        if name in params and tuple(params[name].shape) != tuple(shape):
+            raise InputError(f"its {name} is {tuple(params[name].shape)}, the graph's {tuple(shape)}")
+    _, two = _graph_values(internals, (2, *image_shape))
+    if one > MAX_GRAPH_ELEMENTS:
+        raise InputError(f"its graph needs {one} values for one image, over the limit of {MAX_GRAPH_ELEMENTS}")
+    return max(1, two - one)
+
+
+def rows_per_pass(values_per_image: int) -> int:
+    """Images one forward pass may hold so that their values stay within MAX_GRAPH_ELEMENTS."""
+    return max(1, MAX_GRAPH_ELEMENTS // max(1, values_per_image))
 
 
 def _tensor_elements(tensor) -> int:
@@ -287,7 +301,7 @@ def _check_onnx_tensor(tensor, where: str, path: str) -> None:
     if tensor.data_location == TensorProto.EXTERNAL or len(tensor.external_data):
         raise InputError(f"{path}: {where} {tensor.name!r} keeps its data in another file (external data is "
                          "refused: a model is one file)")
-    if any(dim < 0 for dim in tensor.dims) or _tensor_elements(tensor) > MAX_GRAPH_ELEMENTS:
+    if any(dim < 0 for dim in tensor.dims) or _tensor_elements(tensor) > MAX_TENSOR_ELEMENTS:
         raise InputError(f"{path}: {where} {tensor.name!r} declares shape {list(tensor.dims)}")
 
 
@@ -297,9 +311,46 @@ def _dims(value_info) -> list:
     return [d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in shape.dim]
 
 
-def check_onnx(data: bytes, path: str, hyperparams: Callable[[dict], object]):
+def _onnx_values(model, batch: int, path: str) -> int:
+    """Values of every intermediate and output of `model` at `batch` images, by ONNX shape inference on
+    a copy without its weights' data (their shapes stand in as inputs); InputError if any shape stays
+    unknown."""
+    from onnx import helper, shape_inference
+
+    graph = model.graph
+    small = [tensor for tensor in graph.initializer if _tensor_elements(tensor) <= 64]  # shape constants
+    weights = [helper.make_tensor_value_info(tensor.name, tensor.data_type, list(tensor.dims))
+               for tensor in graph.initializer if _tensor_elements(tensor) > 64]
+    data = type(graph.input[0])()
+    data.CopyFrom(next(value for value in graph.input if value.name not in {t.name for t in graph.initializer}))
+    data.type.tensor_type.shape.dim[0].Clear()
+    data.type.tensor_type.shape.dim[0].dim_value = batch
+    output = type(graph.output[0])()
+    output.CopyFrom(graph.output[0])
+    output.type.tensor_type.shape.dim[0].Clear()
+    light = helper.make_model(helper.make_graph(graph.node, "check", [data, *weights], [output], small),
+                              opset_imports=model.opset_import)
+    light.ir_version = model.ir_version
+    try:
+        inferred = shape_inference.infer_shapes(light, strict_mode=True, data_prop=True)
+    except Exception as error:  # onnx's InferenceError and the checker's errors
+        raise InputError(f"{path}: the shapes of its graph cannot be inferred ({' '.join(str(error).split())[:200]})") \
+            from None
+    total = 0
+    for value in list(inferred.graph.value_info) + list(inferred.graph.output):
+        elements = 1
+        for dim in value.type.tensor_type.shape.dim:
+            if not dim.HasField("dim_value"):
+                raise InputError(f"{path}: the shape of {value.name!r} cannot be inferred at {batch} images")
+            elements *= dim.dim_value
+        total += elements
+    return total
+
+
+def check_onnx(data: bytes, path: str, hyperparams: Callable[[dict], object]) -> tuple:
     """InputError unless `data` is an ONNX model of this project's ops (see the module's doc). Returns
-    the hyperparameters `hyperparams` makes of its metadata, checked against its input and output."""
+    the hyperparameters `hyperparams` makes of its metadata, checked against its input and output, and
+    the values one more image adds to the graph (see rows_per_pass)."""
     import onnx
     from google.protobuf.message import DecodeError
     from onnx import AttributeProto
@@ -343,6 +394,12 @@ def check_onnx(data: bytes, path: str, hyperparams: Callable[[dict], object]):
     inputs = [value for value in graph.input if value.name not in initializers]
     if len(inputs) != 1 or len(graph.output) != 1:
         raise InputError(f"{path} does not have one input and one output")
+    from onnx import TensorProto
+
+    for value in (inputs[0], graph.output[0]):
+        if value.type.tensor_type.elem_type != TensorProto.FLOAT:
+            raise InputError(f"{path}: its {value.name!r} is not a float32 tensor (onnx_export.py writes float32 "
+                             "images in and probabilities out)")
     hp = hyperparams({prop.key: prop.value for prop in model.metadata_props})
     wanted_in = [hp.image_width, hp.image_height]
     found_in, found_out = _dims(inputs[0]), _dims(graph.output[0])
@@ -352,4 +409,7 @@ def check_onnx(data: bytes, path: str, hyperparams: Callable[[dict], object]):
     if len(found_out) != 3 or found_out[2] != hp.num_classes or not (
             isinstance(found_out[1], int) and 1 <= found_out[1] <= MAX_DIM):
         raise InputError(f"{path}: its metadata says {hp.num_classes} classes, its graph gives {found_out}")
-    return hp
+    one = _onnx_values(model, 1, path)
+    if one > MAX_GRAPH_ELEMENTS:
+        raise InputError(f"{path}: its graph needs {one} values for one image, over the limit of {MAX_GRAPH_ELEMENTS}")
+    return hp, max(1, _onnx_values(model, 2, path) - one)

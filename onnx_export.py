@@ -355,8 +355,7 @@ def export(prefix: str, epoch: int, out: str) -> str:
     symbol, arg_params, aux_params, hp = checkpoint.load_with_hyperparams(prefix, epoch)
     if "pred_fc_output" in symbol.get_internals().list_outputs():  # else build() says what is missing
         try:
-            model_check.check_bound_graph(symbol.get_internals()["pred_fc_output"],
-                                          (max(SHAPE_BATCHES), hp.image_width, hp.image_height),
+            model_check.check_bound_graph(symbol.get_internals()["pred_fc_output"], (hp.image_width, hp.image_height),
                                           arg_params | aux_params)
         except InputError as error:
             raise checkpoint.CheckpointError(f"{checkpoint.params_path(prefix, epoch)} does not fit "

@@ -37,10 +37,10 @@ DEFAULT_PREFIX = "ocr"
 PROBABILITY_SLACK = 1e-3  # a softmax step may sum to 1 within this (float32 rounding)
 
 
-def load_module(prefix: str, epoch: int, batch_size: int, check_batch: int | None = None) -> tuple:
-    """A Module that maps (batch_size, width, height) images to the softmax over classes per step,
-    and the checkpoint's hyperparameters; its graph checked (model_check) at `check_batch` images
-    (the most it will read at once) before it is bound."""
+def load_module(prefix: str, epoch: int, batch_size: int) -> tuple:
+    """A Module that maps (batch_size, width, height) images to the softmax over classes per step, the
+    checkpoint's hyperparameters, and how many images one forward pass may hold (model_check bounds the
+    graph's values); the graph is checked before it is bound."""
     import mxnet as mx
 
     import checkpoint
@@ -53,8 +53,8 @@ def load_module(prefix: str, epoch: int, batch_size: int, check_batch: int | Non
         raise checkpoint.CheckpointError(f"{checkpoint.symbol_path(prefix)} has no pred_fc layer: not a network of "
                                          f"this project ({checkpoint.mxnet_reason(error)})") from None
     try:
-        model_check.check_bound_graph(inference, (check_batch or batch_size, hp.image_width, hp.image_height),
-                                      arg_params | aux_params)
+        per_image = model_check.check_bound_graph(inference, (hp.image_width, hp.image_height),
+                                                  arg_params | aux_params)
     except InputError as error:
         raise checkpoint.CheckpointError(f"{checkpoint.params_path(prefix, epoch)} does not fit "
                                          f"{checkpoint.symbol_path(prefix)}: {error}") from None
@@ -66,27 +66,32 @@ def load_module(prefix: str, epoch: int, batch_size: int, check_batch: int | Non
         raise checkpoint.CheckpointError(f"{checkpoint.params_path(prefix, epoch)} does not fit "
                                          f"{checkpoint.symbol_path(prefix)}: "
                                          f"{checkpoint.mxnet_reason(error)}") from None
-    return mod, hp
+    return mod, hp, model_check.rows_per_pass(per_image)
 
 
 class MXNetModel:
     """A checkpoint read with MXNet: `probabilities` of (N, width, height) float inputs, (N, steps, classes)."""
 
-    def __init__(self, prefix: str, epoch: int | None = None, batch_size: int = 1):
+    def __init__(self, prefix: str, epoch: int | None = None):
         if importlib.util.find_spec("mxnet") is None:
             raise InputError(mxnet_missing("reading a checkpoint (--prefix)"))
         import checkpoint
 
         self.epoch = checkpoint.latest_epoch(prefix) if epoch is None else epoch
         self.name = f"{prefix} epoch {self.epoch}"
-        self.mod, self.hp = load_module(prefix, self.epoch, batch_size=1, check_batch=batch_size)
+        self.mod, self.hp, self.rows = load_module(prefix, self.epoch, batch_size=1)
 
     def probabilities(self, images: np.ndarray) -> np.ndarray:
+        """In passes of at most `rows` images, so that the graph's memory stays bounded at any batch size."""
         import mxnet as mx
 
-        self.mod.forward(mx.io.DataBatch(data=[mx.nd.array(images)]), is_train=False)
-        flat = self.mod.get_outputs()[0].asnumpy()  # time-major: row t * N + n is step t of image n
-        return flat.reshape(-1, len(images), flat.shape[-1]).transpose(1, 0, 2)
+        found = [np.zeros((0, 0, self.hp.num_classes), np.float32)] if not len(images) else []
+        for start in range(0, len(images), self.rows):
+            chunk = images[start:start + self.rows]
+            self.mod.forward(mx.io.DataBatch(data=[mx.nd.array(chunk)]), is_train=False)
+            flat = self.mod.get_outputs()[0].asnumpy()  # time-major: row t * N + n is step t of image n
+            found.append(flat.reshape(-1, len(chunk), flat.shape[-1]).transpose(1, 0, 2))
+        return np.concatenate(found)
 
 
 def _check_model_file(path: str) -> None:
@@ -128,7 +133,8 @@ class OnnxModel:
                 data = file.read(MAX_MODEL_BYTES + 1)
         except OSError as error:
             raise InputError(f"cannot read ONNX model {path}: {error.strerror}") from None
-        self.hp = model_check.check_onnx(data, path, lambda metadata: onnx_hyperparams(metadata, path))
+        self.hp, per_image = model_check.check_onnx(data, path, lambda metadata: onnx_hyperparams(metadata, path))
+        self.rows = model_check.rows_per_pass(per_image)
         options = onnxruntime.SessionOptions()
         options.log_severity_level = 3  # errors only
         options.intra_op_num_threads = threads
@@ -145,7 +151,9 @@ class OnnxModel:
         self.input_name = inputs[0].name
 
     def probabilities(self, images: np.ndarray) -> np.ndarray:
-        return self.session.run(None, {self.input_name: images})[0]
+        """In runs of at most `rows` images, so that the graph's memory stays bounded at any batch size."""
+        return np.concatenate([self.session.run(None, {self.input_name: images[start:start + self.rows]})[0]
+                               for start in range(0, len(images), self.rows)])
 
 
 @dataclass(frozen=True)
@@ -210,7 +218,7 @@ class Reader:
             raise InputError(f"batch_size must be an int from 1 to {MAX_BATCH_SIZE}, got {batch_size!r}")
         if epoch is not None and (isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 1):
             raise InputError(f"epoch must be a positive int (or None: the latest), got {epoch!r}")
-        self.model = model if model is not None else MXNetModel(prefix, epoch, batch_size)
+        self.model = model if model is not None else MXNetModel(prefix, epoch)
         self.batch_size = batch_size
         self._lock = threading.Lock()
 

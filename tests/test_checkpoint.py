@@ -232,3 +232,19 @@ def test_another_optimizers_state_is_refused_before_resuming(tmp_path):
         checkpoint.check_states_fit(paths["adam"], "sgd", 0.9, saved_optimizer="adam")
     with pytest.raises(checkpoint.CheckpointError, match="--optimizer adam keeps 2"):
         checkpoint.check_states_fit(paths["sgd"], "adam", 0.9)
+
+
+def test_a_params_write_that_fails_leaves_no_orphan_states(tmp_path, monkeypatch):
+    hp = Hyperparams(num_hidden=8, chars="ab", min_len=1, max_len=2)
+    prefix = str(tmp_path / "ocr")
+    real_save = mx.nd.save
+
+    def disk_full(path, data):
+        if ".params" in path:
+            raise OSError(28, "No space left on device")
+        real_save(path, data)
+    monkeypatch.setattr(mx.nd, "save", disk_full)
+    with pytest.raises(InputError, match="No space left on device"):
+        checkpoint.save(prefix, 1, lstm_ocr(hp), initial_params(hp, mx.init.Xavier()), {}, hp,
+                        lambda path: real_save(path, {"__num_update": mx.nd.array([0], dtype="int64")}))
+    assert not os.path.exists(checkpoint.states_path(prefix, 1)) and not checkpoint.saved_epochs(prefix)

@@ -196,7 +196,13 @@ def _domain(model) -> None:
     model.graph.node[0].domain = "com.microsoft"
 
 
+def _int_input(model) -> None:
+    model.graph.input[0].type.tensor_type.elem_type = TensorProto.INT64
+    model.graph.node.insert(0, helper.make_node("Identity", ["data"], ["unused"]))
+
+
 @pytest.mark.parametrize("edit, words", [
+    (_int_input, "is not a float32 tensor"),
     (_loop, "op 'Loop'"), (_constant_of_shape, "op 'ConstantOfShape'"), (_external, "external data is refused"),
     (_metadata, "its metadata says images of 2000x30"), (_domain, "operator domain 'com.microsoft'"),
 ])
@@ -210,3 +216,26 @@ def test_hostile_onnx_models_are_refused_before_onnx_runtime_builds_them(onnx_mo
 
 def test_the_exported_model_passes(onnx_model):
     assert Reader.onnx(onnx_model).hp.num_classes == 11
+
+
+def test_a_pass_holds_no_more_images_than_the_graph_bound_allows(model, sample, monkeypatch):
+    whole = Reader(model, 3).read_many([sample] * 5)
+    per_image = model_check.MAX_GRAPH_ELEMENTS // Reader(model, 3).model.rows
+    monkeypatch.setattr(model_check, "MAX_GRAPH_ELEMENTS", 2 * per_image + 1)
+    reader = Reader(model, 3)
+    assert reader.model.rows == 2  # 5 images in passes of 2, 2 and 1
+    assert [(r.text, round(r.confidence, 5)) for r in reader.read_many([sample] * 5)] == \
+        [(r.text, round(r.confidence, 5)) for r in whole]
+
+
+def test_an_onnx_graph_is_bounded_per_image_and_read_in_bounded_runs(onnx_model, sample, monkeypatch):
+    whole = Reader.onnx(onnx_model).read_many([sample] * 5)
+    monkeypatch.setattr(model_check, "MAX_GRAPH_ELEMENTS", 1000)
+    with pytest.raises(InputError, match="values for one image, over the limit of 1000"):
+        Reader.onnx(onnx_model)
+    monkeypatch.undo()
+    rows = Reader.onnx(onnx_model).model.rows
+    monkeypatch.setattr(model_check, "MAX_GRAPH_ELEMENTS", 2 * model_check.MAX_GRAPH_ELEMENTS // rows)
+    reader = Reader.onnx(onnx_model)
+    assert reader.model.rows == 2
+    assert [r.text for r in reader.read_many([sample] * 5)] == [r.text for r in whole]
