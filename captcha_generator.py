@@ -4,6 +4,7 @@ As a script, writes one CAPTCHA image to a file:
     python captcha_generator.py font/DroidSansMono.ttf sample.jpg
     python captcha_generator.py --chars 0123456789abcdefghijklmnopqrstuvwxyz --num a7k2 font/ sample.jpg
     python captcha_generator.py --style varied --seed 1 --count 500 font/ testset/
+    python captcha_generator.py --style arithmetic --seed 1 --count 500 font/ sums/
 """
 
 import venv_check  # noqa: F401  (first: one error line, not a traceback, without the .venv's packages)
@@ -18,6 +19,7 @@ from captcha.image import ImageCaptcha
 from fontTools.ttLib import TTFont
 from PIL import Image, ImageFont
 
+import arithmetic
 import hyperparameters
 from captcha_styles import VariedCaptcha
 from cli import ArgumentParser, InputError, run_main, write_atomically
@@ -91,11 +93,20 @@ class CaptchaGen:
         self.hp = hp
         self.captcha = ImageCaptcha(width=hp.image_width * RENDER_SCALE,
                                     height=hp.image_height * RENDER_SCALE, fonts=font_paths)
-        self.varied = VariedCaptcha(font_paths, seed) if style == "varied" else None
+        missing = sorted(set(arithmetic.ALPHABET) - set(hp.chars)) if style == "arithmetic" else []
+        if missing:
+            raise InputError(f"--style arithmetic draws {''.join(missing)!r}, outside the alphabet {hp.chars!r}")
+        if style == "arithmetic" and hp.max_len < arithmetic.MIN_LEN:
+            raise InputError(f"--style arithmetic needs --max_len {arithmetic.MIN_LEN} at least, got {hp.max_len}")
+        self.style = style
+        self.varied = VariedCaptcha(font_paths, seed) if style in ("varied", "arithmetic") else None
         self.rng = random.Random(seed)
 
     def random_text(self) -> str:
-        """Between min_len and max_len random characters of the alphabet."""
+        """Between min_len and max_len random characters of the alphabet; in the arithmetic style, an
+        expression of arithmetic.py at most max_len long."""
+        if self.style == "arithmetic":
+            return arithmetic.random_expression(self.rng, self.hp.max_len)
         length = self.rng.randint(self.hp.min_len, self.hp.max_len)
         return "".join(self.rng.choice(self.hp.chars) for _ in range(length))
 
@@ -165,10 +176,12 @@ def main() -> None:
                                                  "the example style's noise stays random)")
     parser.add_argument("--style", default="example", choices=STYLES,
                         help="example: the example's look; varied: a wide random family of looks, "
-                             "sizes 50x20 to 300x100 (captcha_styles.py) [default example]")
-    hyperparameters.add_arguments(parser, TEXT_FIELDS)
+                             "sizes 50x20 to 300x100 (captcha_styles.py); arithmetic: sums such as 7+3=? in the "
+                             "varied looks, in their own alphabet (arithmetic.py) [default example]")
+    hyperparameters.add_arguments(parser, TEXT_FIELDS, defaults=False)
     args = parser.parse_args()
-    hp = hyperparameters.from_args(args)
+    style_defaults = arithmetic.TEXT_DEFAULTS if args.style == "arithmetic" else {}
+    hp = Hyperparams(**(style_defaults | {name: getattr(args, name) for name in TEXT_FIELDS if hasattr(args, name)}))
     hp.validate()
     fonts = find_fonts(args.font_path, hp.drawn_chars)
     text = args.num

@@ -23,6 +23,7 @@ from dataclasses import dataclass, fields
 import mxnet as mx
 import numpy as np
 
+import arithmetic
 import checkpoint
 import ctc_metrics
 import hyperparameters
@@ -93,8 +94,9 @@ def build_parser() -> ArgumentParser:
                              "fresh, as the example (the trainer then waits for the generators) [default 8192]")
     parser.add_argument("--seed", type=int, help="random seed for reproducible runs")
     parser.add_argument("--style", choices=STYLES,
-                        help="captchas to train on: example (the example's look) or varied (a wide random family "
-                             "of looks and sizes, captcha_styles.py) [default example]")
+                        help="captchas to train on: example (the example's look), varied (a wide random family "
+                             "of looks and sizes, captcha_styles.py) or arithmetic (sums such as 7+3=? in the "
+                             "varied looks; sets --chars, --min_len and --max_len) [default example]")
     parser.add_argument("--load_epoch", type=int,
                         help="resume from checkpoint PREFIX-%%04d.params (and .states) of this epoch, with the "
                              "run's saved options")
@@ -148,6 +150,8 @@ def resolve(argv: list[str] | None = None) -> Run:
     if plan is not None and case == "fold":
         plan = folded(plan, start)
     layers = [{k: v for k, v in RECIPES[args.recipe].items() if k in HYPERPARAMETERS}]
+    if args.style == "arithmetic" and plan is None:
+        layers.append(dict(arithmetic.TEXT_DEFAULTS))  # its alphabet: no --chars to spell out
     if start is not None:
         layers.append({name: getattr(start.hp, name) for name in STRUCTURE_FIELDS + (TEXT_FIELDS if plan is None
                                                                                        else ())})
