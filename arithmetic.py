@@ -2,7 +2,7 @@
 their integer answer without ever evaluating text as code.
 
 The grammar (spaces between tokens ignored):
-    captcha := expr "=" ["?"] | expr
+    captcha := expr "=" ["?"] | expr           (with one operator at least)
     expr    := term (("+" | "-") term)*
     term    := number (MUL_OPS | DIV_OPS number)*
     number  := digit+
@@ -53,7 +53,8 @@ def _tokens(text: str) -> list[str] | None:
 
 def answer(text: str) -> int | None:
     """The integer value of the arithmetic captcha `text` (`7+3=?` gives 10), or None when it does not
-    parse under the grammar above or a division is inexact or by zero."""
+    parse under the grammar above (a number alone, `73=?`, is a reading that lost its operator), or a
+    division is inexact or by zero."""
     tokens = _tokens(text)
     if not tokens:
         return None
@@ -99,7 +100,7 @@ def answer(text: str) -> int | None:
         if right is None:
             return None
         value = value + right if operator == "+" else value - right
-    if value is None or position != len(tokens):
+    if value is None or position != len(tokens) or len(tokens) < 3:  # a number alone is no sum
         return None
     return value
 

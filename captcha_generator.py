@@ -11,6 +11,7 @@ import venv_check  # noqa: F401  (first: one error line, not a traceback, withou
 
 # isort: split
 
+import csv
 import os
 import random
 
@@ -136,7 +137,8 @@ class CaptchaGen:
 
 
 def write_labelled(gen: CaptchaGen, count: int, folder: str) -> None:
-    """`count` random captchas in `folder` (created if needed), named NNNN_TEXT.png."""
+    """`count` random captchas in `folder` (created if needed), named NNNN_TEXT.png; in the arithmetic
+    style, named NNNN_ANSWER.png, with their texts in the folder's labels.csv."""
     if count <= 0:
         raise InputError(f"--count must be positive, got {count}")
     parent = os.path.dirname(os.path.abspath(folder))
@@ -144,8 +146,9 @@ def write_labelled(gen: CaptchaGen, count: int, folder: str) -> None:
         raise InputError(f"folder {parent} does not exist")
     if os.path.exists(folder) and not os.path.isdir(folder):
         raise InputError(f"{folder} is a file; --count writes into a folder")
+    sums = gen.style == "arithmetic"  # texts such as 8/2=: named by their answer, texts in labels.csv
     unsafe = sorted(set(gen.hp.chars) & set(NAME_UNSAFE))
-    if unsafe:
+    if unsafe and not sums:
         raise InputError(f"--chars has {''.join(unsafe)!r}, which cannot stand in a file name NNNN_TEXT.png")
     existing = os.listdir(folder) if os.path.isdir(folder) else []
     if existing:
@@ -153,9 +156,18 @@ def write_labelled(gen: CaptchaGen, count: int, folder: str) -> None:
                          "into a new or empty folder, so that two sets never mix")
     os.makedirs(folder, exist_ok=True)
     width = max(4, len(str(count - 1)))
+    rows = []
     for index in range(count):
         text = gen.random_text()
-        write_image(gen.render(text), os.path.join(folder, f"{index:0{width}d}_{text}.png"))
+        name = f"{index:0{width}d}_{arithmetic.answer(text) if sums else text}.png"
+        write_image(gen.render(text), os.path.join(folder, name))
+        rows.append((name, text))
+    if sums:
+        def write_rows(path: str) -> None:
+            with open(path, "w", newline="", encoding="utf-8") as file:
+                csv.writer(file).writerows([("file", "text"), *rows])
+
+        write_atomically(os.path.join(folder, "labels.csv"), write_rows)
 
 
 def describe(text: str, hp: Hyperparams) -> str:
@@ -171,7 +183,8 @@ def main() -> None:
     parser.add_argument("output", help="image file to write (.jpg, .png, ...); with --count, a folder")
     parser.add_argument("--num", help="text to draw, in --chars characters "
                                       "[default: a random one, --min_len to --max_len long]")
-    parser.add_argument("--count", type=int, help="write this many labelled images NNNN_TEXT.png into OUTPUT")
+    parser.add_argument("--count", type=int, help="write this many labelled images NNNN_TEXT.png into OUTPUT (with "
+                                                  "--style arithmetic, NNNN_ANSWER.png and their texts in labels.csv)")
     parser.add_argument("--seed", type=int, help="seed of the random texts (and of every draw of --style varied; "
                                                  "the example style's noise stays random)")
     parser.add_argument("--style", default="example", choices=STYLES,
