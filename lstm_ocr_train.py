@@ -224,6 +224,12 @@ def check_args(args: argparse.Namespace, hp: Hyperparams) -> None:
     if 2 * hp.max_len + 1 > steps:
         raise InputError(f"--network {hp.network} reads {steps} steps of a {hp.seq_length}-column image, "
                          f"too few for --max_len {hp.max_len}")
+    drawn = not args.train_dir or args.synthetic
+    missing = sorted(set(arithmetic.ALPHABET) - set(hp.chars)) if args.style == "arithmetic" and drawn else []
+    if missing:
+        raise InputError(f"--style arithmetic draws {''.join(missing)!r}, outside the alphabet {hp.chars!r}")
+    if args.style == "arithmetic" and drawn and hp.max_len < arithmetic.MIN_LEN:
+        raise InputError(f"--style arithmetic needs --max_len {arithmetic.MIN_LEN} at least, got {hp.max_len}")
     if args.load_epoch >= hp.num_epoch:
         raise InputError(f"--load_epoch {args.load_epoch} leaves nothing to train: --num_epoch is {hp.num_epoch}")
     if hp.batch_size > hp.train_epoch_size or (hp.batch_size > hp.eval_epoch_size and not args.train_dir):
