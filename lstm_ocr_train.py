@@ -150,11 +150,11 @@ def resolve(argv: list[str] | None = None) -> Run:
     if plan is not None and case == "fold":
         plan = folded(plan, start)
     layers = [{k: v for k, v in RECIPES[args.recipe].items() if k in HYPERPARAMETERS}]
-    if args.style == "arithmetic" and plan is None:
-        layers.append(dict(arithmetic.TEXT_DEFAULTS))  # its alphabet: no --chars to spell out
     if start is not None:
         layers.append({name: getattr(start.hp, name) for name in STRUCTURE_FIELDS + (TEXT_FIELDS if plan is None
                                                                                        else ())})
+    if args.style == "arithmetic" and plan is None:  # its alphabet, over a --finetune checkpoint's: no --chars
+        layers.append(dict(arithmetic.TEXT_DEFAULTS))
     if plan is not None:
         layers.append(folder_hyperparams(plan, start) | {"case": case})
     if saved is not None:

@@ -181,10 +181,12 @@ def test_each_rank_draws_different_data_and_rank_0_keeps_the_seed():
     assert len({data_seed(7, rank) for rank in range(4)}) == 4
 
 
-def test_the_arithmetic_style_sets_its_alphabet_and_trains(font, tmp_path):
+def test_the_arithmetic_style_sets_its_alphabet_and_trains(font, tmp_path, model):
     prefix = ["--prefix", str(tmp_path / "ocr")]
     hp = resolve(["--style", "arithmetic", *prefix, font]).hp
     assert (hp.chars, hp.min_len, hp.max_len) == (arithmetic.ALPHABET, arithmetic.MIN_LEN, arithmetic.MAX_LEN)
+    tuned = resolve(["--style", "arithmetic", "--finetune", f"{model}:3", *prefix, font]).hp  # a digit reader
+    assert (tuned.chars, tuned.max_len, tuned.num_hidden) == (arithmetic.ALPHABET, arithmetic.MAX_LEN, 16)
     assert resolve(["--style", "arithmetic", "--max_len", "7", *prefix, font]).hp.max_len == 7
     assert resolve(["--style", "varied", *prefix, font]).hp.chars == "0123456789"
     with pytest.raises(InputError, match="--style arithmetic draws '\\*\\+-/=\\?x×÷', outside the alphabet"):
