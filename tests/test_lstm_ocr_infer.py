@@ -192,6 +192,22 @@ def test_the_shipped_general_model_reads_the_varied_style(tmp_path, font):
     assert _shipped_model_accuracy("ocr", str(folder)) < 0.45
 
 
+def test_the_shipped_arith_model_answers_fresh_sums(tmp_path, font):
+    """pretrained/arith answers sums in the arithmetic look in one font (0.63 of these 100, some of
+    which a person cannot read either); the digit reader pretrained/general answers none (no operators)."""
+    folder = tmp_path / "sums"
+    written = run_script("captcha_generator.py", "--style", "arithmetic", "--seed", "3", "--count", "100", font,
+                         str(folder))
+    assert written.returncode == 0, written.stderr
+    for name, least, most in (("arith", 0.5, 1.0), ("general", 0.0, 0.0)):
+        prefix = os.path.join(ROOT, "pretrained", name)
+        result = run_script("lstm_ocr_infer.py", "--prefix", prefix, "--answer", str(folder))
+        assert result.returncode == 0, result.stderr
+        line = result.stdout.splitlines()[-1]
+        assert line.startswith("answer_accuracy=") and line.endswith(" images=100"), line
+        assert least <= float(line.split()[0].split("=")[1]) <= most, line
+
+
 def test_a_meta_file_that_does_not_fit_the_params_is_refused(model, sample, tmp_path):
     prefix = str(tmp_path / "ocr")
     for suffix in ("-symbol.json", "-0003.params"):
