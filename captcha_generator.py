@@ -4,12 +4,14 @@ As a script, writes one CAPTCHA image to a file:
     python captcha_generator.py font/DroidSansMono.ttf sample.jpg
     python captcha_generator.py --chars 0123456789abcdefghijklmnopqrstuvwxyz --num a7k2 font/ sample.jpg
     python captcha_generator.py --style varied --seed 1 --count 500 font/ testset/
+    python captcha_generator.py --style arithmetic --seed 1 --count 500 font/ sums/
 """
 
 import venv_check  # noqa: F401  (first: one error line, not a traceback, without the .venv's packages)
 
 # isort: split
 
+import csv
 import os
 import random
 
@@ -18,6 +20,7 @@ from captcha.image import ImageCaptcha
 from fontTools.ttLib import TTFont
 from PIL import Image, ImageFont
 
+import arithmetic
 import hyperparameters
 from captcha_styles import VariedCaptcha
 from cli import ArgumentParser, InputError, check_count, check_seed, run_main, write_atomically
@@ -92,11 +95,20 @@ class CaptchaGen:
         self.hp = hp
         self.captcha = ImageCaptcha(width=hp.image_width * RENDER_SCALE,
                                     height=hp.image_height * RENDER_SCALE, fonts=font_paths)
-        self.varied = VariedCaptcha(font_paths, seed) if style == "varied" else None
+        missing = sorted(set(arithmetic.ALPHABET) - set(hp.chars)) if style == "arithmetic" else []
+        if missing:
+            raise InputError(f"--style arithmetic draws {''.join(missing)!r}, outside the alphabet {hp.chars!r}")
+        if style == "arithmetic" and hp.max_len < arithmetic.MIN_LEN:
+            raise InputError(f"--style arithmetic needs --max_len {arithmetic.MIN_LEN} at least, got {hp.max_len}")
+        self.style = style
+        self.varied = VariedCaptcha(font_paths, seed) if style in ("varied", "arithmetic") else None
         self.rng = random.Random(seed)
 
     def random_text(self) -> str:
-        """Between min_len and max_len random characters of the alphabet."""
+        """Between min_len and max_len random characters of the alphabet; in the arithmetic style, an
+        expression of arithmetic.py at most max_len long."""
+        if self.style == "arithmetic":
+            return arithmetic.random_expression(self.rng, self.hp.max_len)
         length = self.rng.randint(self.hp.min_len, self.hp.max_len)
         return "".join(self.rng.choice(self.hp.chars) for _ in range(length))
 
@@ -126,15 +138,17 @@ class CaptchaGen:
 
 
 def write_labelled(gen: CaptchaGen, count: int, folder: str) -> None:
-    """`count` random captchas in `folder` (created if needed), named NNNN_TEXT.png."""
+    """`count` random captchas in `folder` (created if needed), named NNNN_TEXT.png; in the arithmetic
+    style, named NNNN_ANSWER.png, with their texts in the folder's labels.csv."""
     check_count("count", count, MAX_COUNT)
     parent = os.path.dirname(os.path.abspath(folder))
     if not os.path.isdir(parent):
         raise InputError(f"folder {parent} does not exist")
     if os.path.exists(folder) and not os.path.isdir(folder):
         raise InputError(f"{folder} is a file; --count writes into a folder")
+    sums = gen.style == "arithmetic"  # texts such as 8/2=: named by their answer, texts in labels.csv
     unsafe = sorted(set(gen.hp.chars) & set(NAME_UNSAFE))
-    if unsafe:
+    if unsafe and not sums:
         raise InputError(f"--chars has {''.join(unsafe)!r}, which cannot stand in a file name NNNN_TEXT.png")
     try:
         existing = os.listdir(folder) if os.path.isdir(folder) else []
@@ -150,9 +164,18 @@ def write_labelled(gen: CaptchaGen, count: int, folder: str) -> None:
     if not os.access(folder, os.W_OK | os.X_OK):
         raise InputError(f"cannot write into folder {folder}: permission denied")
     width = max(4, len(str(count - 1)))
+    rows = []
     for index in range(count):
         text = gen.random_text()
-        write_image(gen.render(text), os.path.join(folder, f"{index:0{width}d}_{text}.png"))
+        name = f"{index:0{width}d}_{arithmetic.answer(text) if sums else text}.png"
+        write_image(gen.render(text), os.path.join(folder, name))
+        rows.append((name, text))
+    if sums:
+        def write_rows(path: str) -> None:
+            with open(path, "w", newline="", encoding="utf-8") as file:
+                csv.writer(file).writerows([("file", "text"), *rows])
+
+        write_atomically(os.path.join(folder, "labels.csv"), write_rows)
 
 
 def describe(text: str, hp: Hyperparams) -> str:
@@ -168,15 +191,18 @@ def main() -> None:
     parser.add_argument("output", help="image file to write (.jpg, .png, ...); with --count, a folder")
     parser.add_argument("--num", help="text to draw, in --chars characters "
                                       "[default: a random one, --min_len to --max_len long]")
-    parser.add_argument("--count", type=int, help="write this many labelled images NNNN_TEXT.png into OUTPUT")
+    parser.add_argument("--count", type=int, help="write this many labelled images NNNN_TEXT.png into OUTPUT (with "
+                                                  "--style arithmetic, NNNN_ANSWER.png and their texts in labels.csv)")
     parser.add_argument("--seed", type=int, help="seed of the random texts (and of every draw of --style varied; "
                                                  "the example style's noise stays random)")
     parser.add_argument("--style", default="example", choices=STYLES,
                         help="example: the example's look; varied: a wide random family of looks, "
-                             "sizes 50x20 to 300x100 (captcha_styles.py) [default example]")
-    hyperparameters.add_arguments(parser, TEXT_FIELDS)
+                             "sizes 50x20 to 300x100 (captcha_styles.py); arithmetic: sums such as 7+3=? in the "
+                             "varied looks, in their own alphabet (arithmetic.py) [default example]")
+    hyperparameters.add_arguments(parser, TEXT_FIELDS, defaults=False)
     args = parser.parse_args()
-    hp = hyperparameters.from_args(args)
+    style_defaults = arithmetic.TEXT_DEFAULTS if args.style == "arithmetic" else {}
+    hp = Hyperparams(**(style_defaults | {name: getattr(args, name) for name in TEXT_FIELDS if hasattr(args, name)}))
     hp.validate()
     check_seed(args.seed)
     fonts = find_fonts(args.font_path, hp.drawn_chars)

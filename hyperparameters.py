@@ -23,8 +23,9 @@ FUSED_PARAMS = "lstm_parameters"
 CRNN_FIRST_CONV = "c0_conv_weight"  # the crnn's first convolution: only a crnn checkpoint has it
 # Captcha styles (`--style`): the example's look (the captcha package's), or the varied family of
 # captcha_styles.py: image sizes from VARIED_MIN_SIZE to VARIED_MAX_SIZE (width, height), a share of
-# images in the example's look, a share inverted (light text on dark).
-STYLES = ("example", "varied")
+# images in the example's look, a share inverted (light text on dark). `arithmetic` draws the
+# expressions of arithmetic.py (`7+3=?`) in the varied style's looks, in its own alphabet and lengths.
+STYLES = ("example", "varied", "arithmetic")
 VARIED_MIN_SIZE = (50, 20)
 VARIED_MAX_SIZE = (300, 100)
 VARIED_EXAMPLE_SHARE = 0.45

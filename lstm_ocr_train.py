@@ -24,6 +24,7 @@ from dataclasses import dataclass, fields
 import mxnet as mx
 import numpy as np
 
+import arithmetic
 import checkpoint
 import ctc_metrics
 import hyperparameters
@@ -94,8 +95,9 @@ def build_parser() -> ArgumentParser:
                              "fresh, as the example (the trainer then waits for the generators) [default 8192]")
     parser.add_argument("--seed", type=int, help="random seed for reproducible runs")
     parser.add_argument("--style", choices=STYLES,
-                        help="captchas to train on: example (the example's look) or varied (a wide random family "
-                             "of looks and sizes, captcha_styles.py) [default example]")
+                        help="captchas to train on: example (the example's look), varied (a wide random family "
+                             "of looks and sizes, captcha_styles.py) or arithmetic (sums such as 7+3=? in the "
+                             "varied looks; sets --chars, --min_len and --max_len) [default example]")
     parser.add_argument("--load_epoch", type=int,
                         help="resume from checkpoint PREFIX-%%04d.params (and .states) of this epoch, with the "
                              "run's saved options")
@@ -156,6 +158,8 @@ def resolve(argv: list[str] | None = None) -> Run:
     if start is not None:
         layers.append({name: getattr(start.hp, name) for name in STRUCTURE_FIELDS + (TEXT_FIELDS if plan is None
                                                                                        else ())})
+    if args.style == "arithmetic" and plan is None:  # its alphabet, over a --finetune checkpoint's: no --chars
+        layers.append(dict(arithmetic.TEXT_DEFAULTS))
     if plan is not None:
         layers.append(folder_hyperparams(plan, start) | {"case": case})
     if saved is not None:
@@ -231,6 +235,12 @@ def check_args(args: argparse.Namespace, hp: Hyperparams) -> None:
     if 2 * hp.max_len + 1 > steps:
         raise InputError(f"--network {hp.network} reads {steps} steps of a {hp.seq_length}-column image, "
                          f"too few for --max_len {hp.max_len}")
+    drawn = not args.train_dir or args.synthetic
+    missing = sorted(set(arithmetic.ALPHABET) - set(hp.chars)) if args.style == "arithmetic" and drawn else []
+    if missing:
+        raise InputError(f"--style arithmetic draws {''.join(missing)!r}, outside the alphabet {hp.chars!r}")
+    if args.style == "arithmetic" and drawn and hp.max_len < arithmetic.MIN_LEN:
+        raise InputError(f"--style arithmetic needs --max_len {arithmetic.MIN_LEN} at least, got {hp.max_len}")
     if args.load_epoch >= hp.num_epoch:
         raise InputError(f"--load_epoch {args.load_epoch} leaves nothing to train: --num_epoch is {hp.num_epoch}")
     if hp.batch_size > hp.train_epoch_size or (hp.batch_size > hp.eval_epoch_size and not args.train_dir):

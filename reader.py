@@ -6,11 +6,14 @@ reading, shared by the scripts that read (lstm_ocr_infer.py, lstm_ocr_serve.py) 
     reading = reader.read("sample.png")             # a path, bytes, a file object, a uint8 array or a PIL image
     reading.text, reading.confidence, reading.chars
     reader.read("sample.png", allowed="0123456789", length=4)   # what you know about the captcha
+    Reader("pretrained/arith", answer=True).read("sum.png").answer   # 10 for an image of 7+3=?
 
 A reading's text may use only the `allowed` characters (the confidence is then computed over them),
 and with `length` (N, or (MIN, MAX)) it is the most probable text of such a length under the CTC
 model, not the greedy one cut or padded. A reading whose length lies outside what the model was
-trained on says so (`untrained_length`).
+trained on says so (`untrained_length`). A reading's `answer` is its text parsed as an arithmetic captcha
+(arithmetic.py: `7+3=?` gives 10; None when it does not parse); `Reader(answer=True)` puts it in the
+JSON form (`to_dict`).
 """
 
 import argparse
@@ -25,6 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
+import arithmetic
 import model_check
 from cli import InputError, mxnet_missing
 from ctc_decode import Decoded, decode_with_confidence
@@ -191,16 +195,25 @@ class Reading:
     chars: list[tuple[str, float]]
     untrained_length: bool = False
     error: str | None = None
+    answering: bool = False  # read by Reader(answer=True): the JSON form carries `answer`
+
+    @property
+    def answer(self) -> int | None:
+        """The integer answer of an arithmetic captcha's text (`7+3=?`: 10), parsed by arithmetic.py and
+        never evaluated; None when the text does not parse (or the image could not be read)."""
+        return None if self.error is not None else arithmetic.answer(self.text)
 
     def to_dict(self, path: str | None = None) -> dict:
         """The JSON form: {"path", "text", "confidence", "chars": [{"char", "probability"}, ...],
-        "untrained_length"}, or {"path", "error"}."""
+        "untrained_length"} and, when answering, "answer" (null for a text that does not parse);
+        or {"path", "error"}."""
         found = {"path": path} if path is not None else {}
         if self.error is not None:
             return found | {"error": self.error}
         return found | {"text": self.text, "confidence": self.confidence,
                         "chars": [{"char": c, "probability": p} for c, p in self.chars],
-                        "untrained_length": self.untrained_length}
+                        "untrained_length": self.untrained_length} | ({"answer": self.answer} if self.answering
+                                                                       else {})
 
 
 def _failed(reason: str) -> Reading:
@@ -213,9 +226,12 @@ class Reader:
     pass at a time)."""
 
     def __init__(self, prefix: str = DEFAULT_PREFIX, epoch: int | None = None, batch_size: int = BATCH_SIZE,
-                 model=None):
+                 model=None, answer: bool = False):
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or not 1 <= batch_size <= MAX_BATCH_SIZE:
             raise InputError(f"batch_size must be an int from 1 to {MAX_BATCH_SIZE}, got {batch_size!r}")
+        if not isinstance(answer, bool):
+            raise InputError(f"answer must be True or False, got {answer!r}")
+        self.answer = answer
         if epoch is not None and (isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 1):
             raise InputError(f"epoch must be a positive int (or None: the latest), got {epoch!r}")
         self.model = model if model is not None else MXNetModel(prefix, epoch)
@@ -223,13 +239,14 @@ class Reader:
         self._lock = threading.Lock()
 
     @classmethod
-    def onnx(cls, path: str, batch_size: int = BATCH_SIZE, threads: int = 0, spin: bool = True) -> "Reader":
+    def onnx(cls, path: str, batch_size: int = BATCH_SIZE, threads: int = 0, spin: bool = True,
+             answer: bool = False) -> "Reader":
         """A Reader of an ONNX model `onnx_export.py` wrote; `threads` 0: ONNX Runtime's choice; `spin`
         False: its idle threads sleep between runs instead of spinning (for a service)."""
         cores = os.cpu_count() or 1
         if isinstance(threads, bool) or not isinstance(threads, int) or not 0 <= threads <= cores:
             raise InputError(f"threads must be from 0 (ONNX Runtime's choice) to {cores}, got {threads!r}")
-        return cls(batch_size=batch_size, model=OnnxModel(path, threads, spin))
+        return cls(batch_size=batch_size, model=OnnxModel(path, threads, spin), answer=answer)
 
     @property
     def hp(self) -> Hyperparams:
@@ -318,7 +335,7 @@ class Reader:
                            "output steps")
         text = self.hp.text(decoded.classes)
         return Reading(text, min(1.0, decoded.confidence), list(zip(text, decoded.probabilities, strict=True)),
-                       untrained_length=not self.hp.min_len <= len(text) <= self.hp.max_len)
+                       untrained_length=not self.hp.min_len <= len(text) <= self.hp.max_len, answering=self.answer)
 
 
 def add_model_options(parser: argparse.ArgumentParser, onnx_help: str, min_confidence_help: str) -> None:
@@ -332,6 +349,9 @@ def add_model_options(parser: argparse.ArgumentParser, onnx_help: str, min_confi
                                                            "alphabet (confidence computed over them)")
     parser.add_argument("--length", metavar="N|MIN-MAX", help="the most probable text of this length (or range) "
                                                               "under the model")
+    parser.add_argument("--answer", action="store_true",
+                        help="arithmetic captchas (7+3=?): parse the reading (never evaluated as code) and give its "
+                             "integer answer; a reading that does not parse is marked no_answer")
 
 
 def check_model_options(args: argparse.Namespace) -> None:
@@ -347,6 +367,7 @@ def check_model_options(args: argparse.Namespace) -> None:
 
 def open_reader(args: argparse.Namespace, batch_size: int = BATCH_SIZE, threads: int = 0, spin: bool = True) -> Reader:
     """The Reader of the model the options choose (checked by check_model_options); `spin` as Reader.onnx."""
+    answer = bool(getattr(args, "answer", False))
     if args.onnx is not None:
-        return Reader.onnx(args.onnx, batch_size=batch_size, threads=threads, spin=spin)
-    return Reader(args.prefix or DEFAULT_PREFIX, args.epoch, batch_size=batch_size)
+        return Reader.onnx(args.onnx, batch_size=batch_size, threads=threads, spin=spin, answer=answer)
+    return Reader(args.prefix or DEFAULT_PREFIX, args.epoch, batch_size=batch_size, answer=answer)

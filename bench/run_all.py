@@ -22,6 +22,7 @@ RUNS = [
     ({}, ["bench/inference.py"]),
     ({}, ["bench/serve.py"]),
     ({}, ["bench/font_accuracy.py"]),
+    ({}, ["bench/arithmetic_heldout.py"]),
 ]
 
 

@@ -4,6 +4,7 @@ import cv2
 import numpy as np
 import pytest
 
+import arithmetic
 from captcha_generator import CaptchaGen, check_text, describe, find_fonts
 from cli import InputError
 from conftest import run_script
@@ -212,3 +213,40 @@ def test_a_folder_that_cannot_be_written_is_one_line(font, tmp_path, monkeypatch
         result = run_script("captcha_generator.py", *args)
         assert result.returncode == 2 and result.stderr.startswith("error: ") and result.stderr.count("\n") == 1, \
             result.stderr
+
+
+def test_arithmetic_style_draws_sums_in_its_own_alphabet(font, tmp_path):
+    hp = Hyperparams(**arithmetic.TEXT_DEFAULTS)
+    gen = CaptchaGen([font], hp, seed=3, style="arithmetic")
+    texts = [gen.random_text() for _ in range(300)]
+    assert all(arithmetic.answer(t) is not None and "=" in t for t in texts)
+    assert set("".join(texts)) == set(arithmetic.ALPHABET)
+    assert np.asarray(gen.render(texts[0])).ndim == 3
+    with pytest.raises(InputError, match=r"--style arithmetic draws '\*\+-/=\?x×÷', outside the alphabet"):
+        CaptchaGen([font], Hyperparams(), style="arithmetic")
+    folder = tmp_path / "sums"  # no --chars: the style's alphabet; named by answer, texts in labels.csv
+    result = run_script("captcha_generator.py", "--style", "arithmetic", "--count", "4", "--seed", "3", font,
+                        str(folder))
+    assert result.returncode == 0, result.stderr
+    rows = [line.split(",") for line in (folder / "labels.csv").read_text(encoding="utf-8").splitlines()]
+    assert rows[0] == ["file", "text"] and len(rows) == 5
+    assert sorted(os.listdir(folder)) == sorted([name for name, _ in rows[1:]] + ["labels.csv"])
+    assert [name for name, _ in rows[1:]] == [f"{i:04d}_{arithmetic.answer(t)}.png" for i, (_, t) in
+                                              enumerate(rows[1:])]
+    one = run_script("captcha_generator.py", "--style", "arithmetic", "--num", "6÷3=?", font, str(tmp_path / "s.png"))
+    assert one.returncode == 0 and "'6÷3=?'" in one.stdout, one.stderr
+
+
+def test_arithmetic_style_checks_the_fonts_for_its_operators(font, tmp_path):
+    from fontTools import subset
+
+    partial = str(tmp_path / "no_times.ttf")
+    options = subset.Options()
+    options.notdef_outline = True
+    font_subset = subset.Subsetter(options)
+    loaded = subset.load_font(font, options)
+    font_subset.populate(text="0123456789+-*x÷/=?")
+    font_subset.subset(loaded)
+    subset.save_font(loaded, partial, options)
+    result = run_script("captcha_generator.py", "--style", "arithmetic", partial, str(tmp_path / "x.png"))
+    assert result.returncode == 2 and "has no glyph for '×'" in result.stderr and result.stderr.count("\n") == 1

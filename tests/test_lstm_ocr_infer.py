@@ -12,10 +12,11 @@ import mxnet as mx
 import pytest
 from PIL import Image
 
+import arithmetic
 import checkpoint
 from conftest import PYTHON, ROOT, one_line_error, run_script
 from hyperparameters import Hyperparams
-from lstm import initial_params
+from lstm import initial_params, lstm_ocr
 from lstm_ocr_infer import format_text
 
 
@@ -191,6 +192,22 @@ def test_the_shipped_general_model_reads_the_varied_style(tmp_path, font):
     assert _shipped_model_accuracy("ocr", str(folder)) < 0.45
 
 
+def test_the_shipped_arith_model_answers_fresh_sums(tmp_path, font):
+    """pretrained/arith answers sums in the arithmetic look in one font (0.63 of these 100, some of
+    which a person cannot read either); the digit reader pretrained/general answers none (no operators)."""
+    folder = tmp_path / "sums"
+    written = run_script("captcha_generator.py", "--style", "arithmetic", "--seed", "3", "--count", "100", font,
+                         str(folder))
+    assert written.returncode == 0, written.stderr
+    for name, least, most in (("arith", 0.5, 1.0), ("general", 0.0, 0.0)):
+        prefix = os.path.join(ROOT, "pretrained", name)
+        result = run_script("lstm_ocr_infer.py", "--prefix", prefix, "--answer", str(folder))
+        assert result.returncode == 0, result.stderr
+        line = result.stdout.splitlines()[-1]
+        assert line.startswith("answer_accuracy=") and line.endswith(" images=100"), line
+        assert least <= float(line.split()[0].split("=")[1]) <= most, line
+
+
 def test_a_meta_file_that_does_not_fit_the_params_is_refused(model, sample, tmp_path):
     prefix = str(tmp_path / "ocr")
     for suffix in ("-symbol.json", "-0003.params"):
@@ -338,3 +355,49 @@ def test_the_readme_snippet_runs(tmp_path, sample):
 def font_of_captcha() -> str:
     import captcha
     return os.path.join(os.path.dirname(captcha.__file__), "data", "DroidSansMono.ttf")
+
+
+@pytest.fixture(scope="module")
+def arith_model(tmp_path_factory) -> str:
+    """An untrained checkpoint of the arithmetic alphabet at epoch 1 (arbitrary readings)."""
+    hp = Hyperparams(num_hidden=16, chars=arithmetic.ALPHABET, min_len=4, max_len=9)
+    prefix = str(tmp_path_factory.mktemp("arith") / "arith")
+    checkpoint.save(prefix, 1, lstm_ocr(hp), initial_params(hp, mx.init.Xavier()), {}, hp)
+    return prefix
+
+
+def test_answers_are_printed_beside_the_readings_and_counted(arith_model, tmp_path, font):
+    folder = tmp_path / "sums"
+    made = run_script("captcha_generator.py", "--style", "arithmetic", "--count", "6", "--seed", "2", font,
+                      str(folder))
+    assert made.returncode == 0, made.stderr
+    texts = dict(line.split(",") for line in (folder / "labels.csv").read_text().splitlines()[1:])
+    assert all(name.split("_")[1] == f"{arithmetic.answer(text)}.png" for name, text in texts.items())
+    # the untrained model's readings, held to 1, + and =, may parse (1+1=) or not (+1++): each line says which
+    args = ("--prefix", arith_model, "--answer", "--allowed", "1+=", "--length", "4")
+    lines = run_script("lstm_ocr_infer.py", *args, str(folder)).stdout.splitlines()
+    found = [re.fullmatch(r"\S+ Text: (\S+) (?:Answer: (\d+)|no_answer \(does not parse\) confidence=0\.\d{4})"
+                          r"( wrong answer, expected \d+)?", line) for line in lines[:-1]]
+    assert len(found) == 6 and all(found), lines
+    assert all(m.group(2) == (None if arithmetic.answer(m.group(1)) is None else str(arithmetic.answer(m.group(1))))
+               for m in found)
+    right = sum(m.group(3) is None for m in found)
+    unparsed = sum(m.group(2) is None for m in found)
+    assert lines[-1] == f"answer_accuracy={right / 6:.4f} no_answer={unparsed} images=6"
+    objects = [json.loads(line) for line in run_script("lstm_ocr_infer.py", *args, "--json", str(folder)).stdout
+               .splitlines()]
+    assert [o["answer"] for o in objects] == [arithmetic.answer(o["text"]) for o in objects]
+    assert [o["expected_answer"] for o in objects] == [arithmetic.answer(t) for t in texts.values()]
+    by_name = tmp_path / "by_name"  # names NNNN_ANSWER alone: the same expected answers
+    by_name.mkdir()
+    for name in texts:
+        shutil.copy(folder / name, by_name / name)
+    again = run_script("lstm_ocr_infer.py", *args, "--json", str(by_name)).stdout.splitlines()
+    assert [json.loads(line)["correct"] for line in again] == [o["correct"] for o in objects]
+    one = run_script("lstm_ocr_infer.py", *args, str(folder / next(iter(texts))))
+    assert one.returncode == 0 and re.fullmatch(r"Text: \S+ (Answer: \d+|no_answer .*)\n", one.stdout), one.stdout
+    plain = run_script("lstm_ocr_infer.py", "--prefix", arith_model, "--json", str(by_name)).stdout.splitlines()
+    assert all("answer" not in json.loads(line) for line in plain)
+    (by_name / "labels.csv").write_text("file,text\n" + "".join(f"{name},seven\n" for name in texts))
+    one_line_error(run_script("lstm_ocr_infer.py", *args, str(by_name)), "'seven'",
+                   "neither an answer (an integer) nor an arithmetic expression")

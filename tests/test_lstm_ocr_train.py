@@ -7,6 +7,7 @@ import re
 import mxnet as mx
 import pytest
 
+import arithmetic
 from cli import InputError
 from conftest import run_script
 from hyperparameters import Hyperparams
@@ -228,3 +229,21 @@ def test_a_non_finite_loss_stops_training_and_keeps_the_last_finite_checkpoint(t
 def test_every_count_option_is_bounded(font, tmp_path, args, words):
     with pytest.raises(InputError, match=re.escape(words)):
         resolve(["--prefix", str(tmp_path / "ocr"), *args, font])
+
+
+def test_the_arithmetic_style_sets_its_alphabet_and_trains(font, tmp_path, model):
+    prefix = ["--prefix", str(tmp_path / "ocr")]
+    hp = resolve(["--style", "arithmetic", *prefix, font]).hp
+    assert (hp.chars, hp.min_len, hp.max_len) == (arithmetic.ALPHABET, arithmetic.MIN_LEN, arithmetic.MAX_LEN)
+    tuned = resolve(["--style", "arithmetic", "--finetune", f"{model}:3", *prefix, font]).hp  # a digit reader
+    assert (tuned.chars, tuned.max_len, tuned.num_hidden) == (arithmetic.ALPHABET, arithmetic.MAX_LEN, 16)
+    assert resolve(["--style", "arithmetic", "--max_len", "7", *prefix, font]).hp.max_len == 7
+    assert resolve(["--style", "varied", *prefix, font]).hp.chars == "0123456789"
+    with pytest.raises(InputError, match="--style arithmetic draws '\\*\\+-/=\\?x×÷', outside the alphabet"):
+        resolve(["--style", "arithmetic", "--chars", "0123456789", *prefix, font])
+    with pytest.raises(InputError, match="--style arithmetic needs --max_len 4 at least, got 3"):
+        resolve(["--style", "arithmetic", "--min_len", "3", "--max_len", "3", *prefix, font])
+    result = run_script("lstm_ocr_train.py", *TINY, "--num_epoch", "1", "--style", "arithmetic", *prefix, font)
+    assert result.returncode == 0, result.stderr
+    meta = json.load(open(tmp_path / "ocr-meta.json"))
+    assert (meta["chars"], meta["max_len"], meta["options"]["style"]) == (arithmetic.ALPHABET, 9, "arithmetic")

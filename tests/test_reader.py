@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import arithmetic
 from cli import InputError
 from hyperparameters import Hyperparams
 from reader import Constraints, Reader, parse_length
@@ -146,3 +147,25 @@ def test_read_many_never_returns_fewer_readings_than_images(model, sample):
     with pytest.raises(InputError, match="batch_size"):
         Reader(model, 3, batch_size=-1)
     assert len(Reader(model, 3, batch_size=1).read_many([sample, sample, sample])) == 3
+
+
+def _spelling(text: str, hp: Hyperparams, steps: int = 24) -> np.ndarray:
+    """A peaked output that reads `text`: each character's class between blanks."""
+    classes = [c for cls in hp.classes(text) for c in (0, cls)]
+    return np.eye(hp.num_classes)[classes + [0] * (steps - len(classes))] * 0.99 + 0.01 / hp.num_classes
+
+
+def test_answers_are_parsed_from_the_reading():
+    hp = Hyperparams(chars=arithmetic.ALPHABET, min_len=4, max_len=9)
+    image = np.full((hp.image_width, hp.image_height), 200, np.uint8)[None]
+    for text, answer in (("7+3=?", 10), ("2+3×4=", 14), ("12÷4=", 3), ("7+=?", None), ("73=?", None),
+                         ("7÷2=", None)):
+        (answering,) = Reader(model=_Fixed(_spelling(text, hp), hp), answer=True).read_inputs(image)
+        assert answering.text == text and answering.answer == answer
+        assert answering.to_dict()["answer"] == answer and "answer" in answering.to_dict()
+        (plain,) = Reader(model=_Fixed(_spelling(text, hp), hp)).read_inputs(image)
+        assert plain.answer == answer and "answer" not in plain.to_dict()
+    broken = Reader(model=_Fixed(np.full((20, hp.num_classes), np.nan), hp), answer=True).read_inputs(image)[0]
+    assert broken.answer is None and "answer" not in broken.to_dict()
+    with pytest.raises(InputError, match="answer must be True or False"):
+        Reader(model=_Fixed(_spelling("1+1=", hp), hp), answer="yes")
