@@ -546,6 +546,30 @@ def test_an_mxnet_checkpoint_serves_too(tmp_path, images):
     assert code == 0
 
 
+def test_answer_puts_each_sums_parsed_answer_in_its_reading(font):
+    """`--answer` with the shipped arithmetic model: each reading carries the answer the Reader gives."""
+    import arithmetic
+
+    gen = CaptchaGen([font], Hyperparams(**arithmetic.TEXT_DEFAULTS), seed=5, style="arithmetic")
+    sums = []
+    for _ in range(4):
+        buffer = io.BytesIO()
+        gen.render(gen.random_text()).save(buffer, format="PNG")
+        sums.append(buffer.getvalue())
+    prefix = os.path.join(ROOT, "pretrained", "arith")
+    running = Service("--prefix", prefix, "--answer")
+    try:
+        status, found, _ = running.request("POST", "/read", *multipart([(f"{i}.png", b) for i, b in enumerate(sums)]))
+        expected = Reader(prefix, answer=True).read_many(sums)
+        assert status == 200
+        assert [r["answer"] for r in found["readings"]] == [e.answer for e in expected]
+        assert [r["text"] for r in found["readings"]] == [e.text for e in expected]
+        assert any(e.answer is not None for e in expected)  # the shipped model answers some of them
+    finally:
+        code, _ = running.stop()
+    assert code == 0
+
+
 @pytest.mark.parametrize("args, words", [
     (["--max_batch", "0"], "--max_batch"),
     (["--onnx", "x.onnx", "--epoch", "3"], "not both"),
