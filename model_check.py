@@ -61,7 +61,7 @@ ONNX_OPS = frozenset({
 ONNX_DOMAINS = ("", "ai.onnx")
 
 
-def _regular_size(path: str, what: str, limit: int) -> int:
+def regular_size(path: str, what: str, limit: int) -> int:
     """The size of a regular file, or InputError (missing, not a file, over `limit`)."""
     try:
         info = os.stat(path)
@@ -107,7 +107,7 @@ def parse_json(text: str | bytes, what: str) -> object:
 
 def load_json(path: str, what: str) -> object:
     """A JSON file (meta, history) of a bounded size and depth, parsed, or InputError starting with `what`."""
-    _regular_size(path, "file", MAX_JSON_BYTES)
+    regular_size(path, "file", MAX_JSON_BYTES)
     try:
         with open(path, "rb") as file:
             text = file.read(MAX_JSON_BYTES + 1)
@@ -173,7 +173,7 @@ def check_symbol_json(text: str | bytes, path: str) -> None:
 
 def read_symbol(path: str) -> str:
     """The text of a symbol file, checked (check_symbol_json), for mx.sym.load_json."""
-    _regular_size(path, "symbol file", MAX_SYMBOL_BYTES)
+    regular_size(path, "symbol file", MAX_SYMBOL_BYTES)
     with open(path, "rb") as file:
         data = file.read(MAX_SYMBOL_BYTES + 1)
     check_symbol_json(data, path)
@@ -205,7 +205,7 @@ class _Cursor:
 def check_ndarray_file(path: str, limit: int) -> None:
     """InputError unless `path` is an MXNet NDArray file (`mx.nd.save`: dense arrays) whose declared
     arrays and names add up to its size exactly; read header by header, nothing allocated."""
-    size = _regular_size(path, "array file", limit)
+    size = regular_size(path, "array file", limit)
     with open(path, "rb") as file:
         cursor = _Cursor(file, size, path)
         magic, _ = cursor.unpack("QQ")

@@ -21,7 +21,6 @@ import importlib.util
 import io
 import os
 import re
-import stat
 import threading
 from dataclasses import dataclass
 
@@ -98,17 +97,6 @@ class MXNetModel:
         return np.concatenate(found)
 
 
-def _check_model_file(path: str) -> None:
-    try:
-        info = os.stat(path)
-    except OSError as error:
-        raise InputError(f"ONNX model {path}: {error.strerror}") from None
-    if not stat.S_ISREG(info.st_mode):
-        raise InputError(f"ONNX model {path} is not a regular file")
-    if info.st_size > MAX_MODEL_BYTES:
-        raise InputError(f"ONNX model {path} is {info.st_size} bytes, over the limit of {MAX_MODEL_BYTES}")
-
-
 def onnx_hyperparams(metadata: dict[str, str], path: str) -> Hyperparams:
     """The reading hyperparameters an exported model's metadata holds, or InputError."""
     if metadata.get("format") != ONNX_FORMAT:
@@ -130,7 +118,7 @@ class OnnxModel:
     def __init__(self, path: str, threads: int = 0, spin: bool = True):
         import onnxruntime
 
-        _check_model_file(path)
+        model_check.regular_size(path, "ONNX model", MAX_MODEL_BYTES)
         self.name = path
         try:
             with open(path, "rb") as file:
