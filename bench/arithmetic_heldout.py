@@ -24,7 +24,7 @@ import sys
 import tempfile
 
 import checkpoint
-from readers import kept_set, run  # also puts the repository root on sys.path
+from readers import chosen_sets, kept_set, run  # also puts the repository root on sys.path
 
 # isort: split
 
@@ -107,10 +107,7 @@ def main() -> None:
                                        "reused by a run of the same settings), not a temporary one")
     parser.add_argument("--ddddocr", action="store_true", help="also read every set with ddddocr")
     args = parser.parse_args()
-    sets = args.sets.split(",")
-    unknown = sorted(set(sets) - set(SETS))
-    if unknown:
-        parser.error(f"unknown sets {unknown}; choose from {', '.join(SETS)}")
+    sets = chosen_sets(parser, args.sets, SETS)
     if args.count <= 0:
         parser.error(f"--count must be positive, got {args.count}")
     epoch = args.epoch or checkpoint.saved_epochs(args.prefix)[-1]

@@ -26,7 +26,7 @@ import sys
 import tempfile
 
 import checkpoint
-from readers import ddddocr_accuracy, kept_set, run  # also puts the repository root on sys.path
+from readers import chosen_sets, ddddocr_accuracy, kept_set, run  # also puts the repository root on sys.path
 
 SETS = ("example", "varied", "wheezy")
 DIGITS = "0123456789"
@@ -63,10 +63,7 @@ def main() -> None:
                         "wheezy's -fontFONT too: reused by a run of the same settings), not a temporary one")
     parser.add_argument("--ddddocr", action="store_true", help="also read every set with ddddocr")
     args = parser.parse_args()
-    sets = args.sets.split(",")
-    unknown = sorted(set(sets) - set(SETS))
-    if unknown:
-        parser.error(f"unknown sets {unknown}; choose from {', '.join(SETS)}")
+    sets = chosen_sets(parser, args.sets, SETS)
     epoch = args.epoch or checkpoint.saved_epochs(args.prefix)[-1]
     print(f"# {' '.join(sys.argv)}  ({checkpoint.params_path(args.prefix, epoch)}, {args.count} images a set)")
     lengths = ["--min_len", str(args.min_len), "--max_len", str(args.max_len)]

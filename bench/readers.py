@@ -17,6 +17,15 @@ def run(*args: str) -> str:
     return subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, check=True).stdout
 
 
+def chosen_sets(parser, text: str, choices: tuple[str, ...]) -> list[str]:
+    """The comma-separated `--sets` value as a list, or the parser's error naming the unknown ones."""
+    sets = text.split(",")
+    unknown = sorted(set(sets) - set(choices))
+    if unknown:
+        parser.error(f"unknown sets {unknown}; choose from {', '.join(choices)}")
+    return sets
+
+
 def kept_set(base: str, name: str, **drawn_with: object) -> str:
     """The folder of set `name` drawn with these settings (count, seed, lengths) under `base`: the
     settings are part of its name, so that a kept set is reused only by a run that asks for the same."""
