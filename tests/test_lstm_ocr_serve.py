@@ -432,15 +432,10 @@ def test_slow_clients_cannot_hold_the_connection_slots(onnx_model, images):
     assert code == 0 and "Traceback" not in stderr
 
 
-def test_a_trickled_body_is_answered_408_at_the_request_deadline(onnx_model, images):
-    running = Service("--onnx", onnx_model, "--request_seconds", "1")
-    client = socket.create_connection(("127.0.0.1", running.port), timeout=TIMEOUT)
-    data = images[0]
-    stop = threading.Event()
-
-    def trickle() -> None:
+def trickle(client: socket.socket, data: bytes, stop: threading.Event) -> threading.Thread:
+    """A started thread sending `data` a byte every 0.1 s until `stop` is set or the server closes."""
+    def send() -> None:
         try:
-            client.sendall(post_head(len(data)))
             for k in range(len(data)):
                 client.sendall(data[k:k + 1])
                 if stop.wait(0.1):
@@ -448,8 +443,18 @@ def test_a_trickled_body_is_answered_408_at_the_request_deadline(onnx_model, ima
         except OSError:
             pass
 
-    thread = threading.Thread(target=trickle)
+    thread = threading.Thread(target=send)
     thread.start()
+    return thread
+
+
+def test_a_trickled_body_is_answered_408_at_the_request_deadline(onnx_model, images):
+    running = Service("--onnx", onnx_model, "--request_seconds", "1")
+    client = socket.create_connection(("127.0.0.1", running.port), timeout=TIMEOUT)
+    data = images[0]
+    client.sendall(post_head(len(data)))
+    stop = threading.Event()
+    thread = trickle(client, data, stop)
     try:
         answer = receive_all(client)  # answered and closed at the deadline, however the client goes on
         assert answer.startswith(b"HTTP/1.1 408") and b"no complete request" in answer, answer
@@ -494,18 +499,7 @@ def test_a_trickled_body_cannot_keep_a_stopping_server_alive(onnx_model, images)
     assert status == 200
     running.process.send_signal(signal.SIGTERM)
     stop = threading.Event()
-
-    def trickle() -> None:
-        try:
-            for k in range(10, len(data)):
-                client.sendall(data[k:k + 1])
-                if stop.wait(0.1):
-                    return
-        except OSError:
-            pass
-
-    thread = threading.Thread(target=trickle)
-    thread.start()
+    thread = trickle(client, data[10:], stop)
     try:
         running.process.wait(TIMEOUT)  # raises if the server is still alive after TIMEOUT
     finally:
