@@ -105,6 +105,32 @@ def answer(text: str) -> int | None:
     return value
 
 
+# The grammar's texts without spaces as an automaton over characters, for a decoder that reads only such
+# texts: from each state, the state each character leads to. A text parses only if it ends in an
+# ACCEPTING state (and its divisions are exact: `answer` decides that).
+_START, _FIRST_NUMBER, _OPERATOR, _NUMBER, _EQUALS, _QUESTION = range(6)
+_TRANSITIONS = {
+    _START: {"digit": _FIRST_NUMBER},
+    _FIRST_NUMBER: {"digit": _FIRST_NUMBER, "operator": _OPERATOR},
+    _OPERATOR: {"digit": _NUMBER},
+    _NUMBER: {"digit": _NUMBER, "operator": _OPERATOR, "=": _EQUALS},
+    _EQUALS: {"?": _QUESTION},
+    _QUESTION: {},
+}
+ACCEPTING = (_NUMBER, _EQUALS, _QUESTION)
+
+
+def _kind(char: str) -> str:
+    return "digit" if char in "0123456789" else "operator" if char in OPERATORS else char
+
+
+def automaton(alphabet: str) -> list[list[int]]:
+    """The automaton above over a model's classes (class 0 the CTC blank, class i + 1 character i of
+    `alphabet`): row `state` gives the next state for each class, -1 where no text of the grammar goes
+    on with that class. State 0 starts; ACCEPTING lists the states that end a text."""
+    return [[-1] + [moves.get(_kind(char), -1) for char in alphabet] for _, moves in sorted(_TRANSITIONS.items())]
+
+
 def _operation(rng: random.Random, operator: str, left: int | None = None) -> tuple[int, int]:
     """Two operands for `operator` whose result is a non-negative integer; the left one is `left`
     when given (and may be refused: then the caller draws again)."""

@@ -5,13 +5,15 @@ Imports nothing but NumPy, so that reading with ONNX Runtime runs where MXNet is
 `probs` are softmax outputs (N, steps, classes); class 0 is the CTC blank, class i + 1 character i.
 """
 
+from collections.abc import Callable
 from typing import NamedTuple
 
 import numpy as np
 
 from hyperparameters import BLANK
 
-BEAM_WIDTH = 32  # prefixes kept per step by the length-constrained search
+BEAM_WIDTH = 32  # prefixes kept per step by the length- and grammar-constrained searches
+GRAMMAR_MIN_SHARE = 0.05  # a text of the grammar replaces a reading at least this share as probable
 
 
 def ctc_label(path: list[int]) -> list[int]:
@@ -103,14 +105,26 @@ def restrict(probs: np.ndarray, classes: list[int]) -> np.ndarray:
     return kept / np.maximum(kept.sum(axis=-1, keepdims=True), np.finfo(probs.dtype).tiny)
 
 
-def _best_of_lengths(log_probs: np.ndarray, min_len: int, max_len: int, beam: int) -> list[int] | None:
-    """The most probable text of min_len to max_len characters under CTC, by a prefix beam search over
-    one sample's log probabilities (steps, classes): every prefix carries its exact probability of
-    ending in a blank and in its last character, summed over alignments; the `beam` most probable
-    prefixes are kept per step (exact whenever no more than `beam` prefixes are alive). None if no
-    text of those lengths fits the steps."""
+class Grammar(NamedTuple):
+    """The texts a reading may be: an automaton over classes (`next_state[state, class]`, -1 where no
+    such text goes on with that class; state 0 starts), the states that end a text, and a last check
+    of a whole text's classes (a meaning the automaton cannot hold, such as an exact division)."""
+
+    next_state: np.ndarray
+    accepting: np.ndarray
+    accepts: Callable[[list[int]], bool]
+
+
+def _best_text(log_probs: np.ndarray, min_len: int, max_len: int, beam: int,
+               grammar: Grammar | None = None) -> list[int] | None:
+    """The most probable text of min_len to max_len characters (and of `grammar`) under CTC, by a
+    prefix beam search over one sample's log probabilities (steps, classes): every prefix carries its
+    exact probability of ending in a blank and in its last character, summed over alignments; the
+    `beam` most probable prefixes are kept per step (exact whenever no more than `beam` prefixes are
+    alive), and with a grammar only prefixes it can complete. None if no text fits."""
     steps, classes = log_probs.shape
     prefixes: list[tuple[int, ...]] = [()]
+    states = np.array([0])
     blank_end, char_end = np.array([0.0]), np.array([-np.inf])
     for t in range(steps):
         step = log_probs[t]
@@ -123,6 +137,8 @@ def _best_of_lengths(log_probs: np.ndarray, min_len: int, max_len: int, beam: in
         grow = np.where(np.arange(classes)[None, :] == last[:, None], blank_end[:, None], total[:, None]) + step
         grow[:, BLANK] = -np.inf
         grow[np.array([len(p) for p in prefixes]) >= max_len] = -np.inf
+        if grammar is not None:
+            grow[grammar.next_state[states] < 0] = -np.inf
         index = {p: i for i, p in enumerate(prefixes)}
         for child, p in enumerate(prefixes):  # a grown prefix that is already kept joins it
             parent = index.get(p[:-1]) if p else None
@@ -132,8 +148,10 @@ def _best_of_lengths(log_probs: np.ndarray, min_len: int, max_len: int, beam: in
         kept_scores = np.logaddexp(stay_blank, stay_char)
         grown = np.flatnonzero(np.isfinite(grow.ravel()))
         grown = grown[np.argsort(-grow.ravel()[grown])[:beam]]
-        candidates = [(kept_scores[i], prefixes[i], stay_blank[i], stay_char[i]) for i in range(len(prefixes))]
-        candidates += [(grow.ravel()[g], prefixes[g // classes] + (g % classes,), -np.inf, grow.ravel()[g])
+        candidates = [(kept_scores[i], prefixes[i], stay_blank[i], stay_char[i], states[i])
+                      for i in range(len(prefixes))]
+        candidates += [(grow.ravel()[g], prefixes[g // classes] + (g % classes,), -np.inf, grow.ravel()[g],
+                        grammar.next_state[states[g // classes], g % classes] if grammar is not None else 0)
                        for g in grown]
         reachable = [c for c in candidates if np.isfinite(c[0]) and len(c[1]) + steps - 1 - t >= min_len]
         reachable.sort(key=lambda c: -c[0])
@@ -143,28 +161,58 @@ def _best_of_lengths(log_probs: np.ndarray, min_len: int, max_len: int, beam: in
         prefixes = [c[1] for c in reachable]
         blank_end = np.array([c[2] for c in reachable])
         char_end = np.array([c[3] for c in reachable])
+        states = np.array([c[4] for c in reachable])
     scores = np.logaddexp(blank_end, char_end)
-    fitting = [i for i, p in enumerate(prefixes) if min_len <= len(p) <= max_len]
-    return list(prefixes[max(fitting, key=lambda i: scores[i])]) if fitting else None
+    for i in np.argsort(-scores, kind="stable"):
+        fits = min_len <= len(prefixes[i]) <= max_len
+        if fits and (grammar is None or (grammar.accepting[states[i]] and grammar.accepts(list(prefixes[i])))):
+            return list(prefixes[i])
+    return None
+
+
+def _log_probs(probs: np.ndarray) -> np.ndarray:
+    with np.errstate(divide="ignore"):
+        return np.log(probs.astype(np.float64))
+
+
+def _held_to_grammar(probs: np.ndarray, texts: list[list[int] | None], lengths: tuple[int, int] | None,
+                     beam: int, grammar: Grammar) -> list[list[int] | None]:
+    """Each reading replaced by the most probable text the grammar accepts, when the search finds one
+    at least GRAMMAR_MIN_SHARE as probable as the reading: the grammar chooses among the texts the model
+    finds plausible, never one it has all but ruled out (such a reading stays as it is)."""
+    low, high = lengths if lengths is not None else (1, probs.shape[1])
+    held = [_best_text(sample, low, high, beam, grammar) for sample in _log_probs(probs)]
+    found = [n for n, (text, best) in enumerate(zip(texts, held, strict=True)) if text is not None and best is not None]
+    if not found:
+        return texts
+    plain = text_probabilities(probs[found], [texts[n] for n in found])
+    grammatical = text_probabilities(probs[found], [held[n] for n in found])
+    chosen = list(texts)
+    for n, p_plain, p_held in zip(found, plain, grammatical, strict=True):
+        if p_held >= GRAMMAR_MIN_SHARE * p_plain:
+            chosen[n] = held[n]
+    return chosen
 
 
 def decode_with_confidence(probs: np.ndarray, allowed: list[int] | None = None,
-                           lengths: tuple[int, int] | None = None, beam: int = BEAM_WIDTH) -> list[Decoded | None]:
+                           lengths: tuple[int, int] | None = None, beam: int = BEAM_WIDTH,
+                           grammar: Grammar | None = None) -> list[Decoded | None]:
     """Readings of softmax outputs (N, steps, classes), with confidences.
 
     Without `lengths`, the greedy reading (the best path's text); with `lengths` (min, max), the most
     probable text of those lengths (prefix beam search); with `allowed`, only those character classes,
-    the outputs renormalized over them first. A reading's confidence is the probability the model
-    gives its text: the sum, over every alignment of the text to the steps, of the product of the
-    steps' probabilities. None for a sample whose steps cannot hold a text of `lengths`."""
+    the outputs renormalized over them first; with `grammar`, the most probable text it accepts
+    instead, where that is plausible (`_held_to_grammar`). A reading's confidence is the probability
+    the model gives its text: the sum, over every alignment of the text to the steps, of the product
+    of the steps' probabilities. None for a sample whose steps cannot hold a text of `lengths`."""
     if allowed is not None:
         probs = restrict(probs, allowed)
     if lengths is None:
         texts: list[list[int] | None] = [ctc_label(path) for path in probs.argmax(axis=-1).tolist()]
     else:
-        with np.errstate(divide="ignore"):
-            log_probs = np.log(probs.astype(np.float64))
-        texts = [_best_of_lengths(sample, *lengths, beam) for sample in log_probs]
+        texts = [_best_text(sample, *lengths, beam) for sample in _log_probs(probs)]
+    if grammar is not None:
+        texts = _held_to_grammar(probs, texts, lengths, beam, grammar)
     found = [n for n, text in enumerate(texts) if text is not None]
     readings: list[Decoded | None] = [None] * len(texts)
     if not found:

@@ -86,3 +86,27 @@ def test_random_expressions_are_drawn_in_the_alphabet_and_answer_as_integers():
     assert max(map(len, short)) == 5
     with pytest.raises(ValueError):
         random_expression(rng, max_len=arithmetic.MIN_LEN - 1)
+
+
+def _walk(text: str) -> bool:
+    """Whether the automaton over ALPHABET's classes ends `text` in an accepting state."""
+    table, state = arithmetic.automaton(ALPHABET), 0
+    for char in text:
+        state = table[state][ALPHABET.index(char) + 1]
+        if state < 0:
+            return False
+    return state in arithmetic.ACCEPTING
+
+
+def test_the_automaton_accepts_what_parses_but_for_exact_division():
+    """Every text of up to 5 characters over a sample of the alphabet: the automaton accepts it exactly
+    when it parses with its divisions made products (exactness is the parser's to check)."""
+    sample = "17+x÷=?"
+    checked = 0
+    for length in range(6):
+        for chars in itertools.product(sample, repeat=length):
+            text = "".join(chars)
+            assert _walk(text) == (answer(text.replace("÷", "×")) is not None), text
+            checked += 1
+    assert checked > 19_000
+    assert all(row[0] == -1 for row in arithmetic.automaton(ALPHABET))  # the CTC blank is no character

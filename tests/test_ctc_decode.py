@@ -3,7 +3,16 @@ import itertools
 import numpy as np
 import pytest
 
-from ctc_decode import char_probabilities, ctc_label, decode_with_confidence, restrict, text_probabilities
+import arithmetic
+from ctc_decode import (
+    GRAMMAR_MIN_SHARE,
+    Grammar,
+    char_probabilities,
+    ctc_label,
+    decode_with_confidence,
+    restrict,
+    text_probabilities,
+)
 
 
 def test_ctc_label_collapses_repeats_then_drops_blanks():
@@ -125,3 +134,35 @@ def test_char_probabilities_are_the_best_paths_runs_for_a_greedy_reading():
                 runs.append(sample[t, c])
         assert chars == pytest.approx(runs)
         assert char_probabilities(sample[None], [classes])[0] == pytest.approx(runs)
+
+
+def _grammar_of_one_plus() -> Grammar:
+    """Texts over classes 1 ('1') and 2 ('+') of the form 1+1, 1+11+1, ... (classes (blank, 1, +))."""
+    table = np.array(arithmetic.automaton("1+"))
+    return Grammar(table, np.isin(np.arange(len(table)), arithmetic.ACCEPTING), lambda classes: True)
+
+
+def test_grammar_reading_is_the_most_probable_text_it_accepts_when_plausible():
+    rng = np.random.default_rng(11)
+    grammar = _grammar_of_one_plus()
+    probs = _random_probs(rng, 12, 6, 3, 1.5)
+    plain = decode_with_confidence(probs)
+    held = decode_with_confidence(probs, grammar=grammar, beam=1000)
+    changed = 0
+    for sample, before, reading in zip(probs, plain, held, strict=True):
+        brute = _brute_force_texts(sample)
+        accepted = {text: p for text, p in brute.items() if arithmetic.answer("".join(" 1+"[c] for c in text))}
+        best = max(accepted, key=accepted.get)
+        if accepted[best] >= GRAMMAR_MIN_SHARE * brute[tuple(before.classes)]:
+            assert tuple(reading.classes) == best
+            assert reading.confidence == pytest.approx(accepted[best], rel=1e-9)
+            changed += tuple(before.classes) != best
+        else:  # every text of the grammar all but ruled out: the reading stays
+            assert reading.classes == before.classes
+    assert changed > 0
+
+
+def test_grammar_never_forces_a_text_the_model_ruled_out():
+    probs = np.eye(3)[[1, 0, 1, 0, 0, 0]] * 0.98 + 0.02 / 3  # reads '11', sure of it
+    (reading,) = decode_with_confidence(probs[None], grammar=_grammar_of_one_plus())
+    assert reading.classes == [1, 1]

@@ -156,6 +156,8 @@ def _spelling(text: str, hp: Hyperparams, steps: int = 24) -> np.ndarray:
 
 
 def test_answers_are_parsed_from_the_reading():
+    """A reader that answers reads the most probable sum where it is plausible; a reading sure of a text
+    that does not parse keeps it, with no answer."""
     hp = Hyperparams(chars=arithmetic.ALPHABET, min_len=4, max_len=9)
     image = np.full((hp.image_width, hp.image_height), 200, np.uint8)[None]
     for text, answer in (("7+3=?", 10), ("2+3×4=", 14), ("12÷4=", 3), ("7+=?", None), ("73=?", None),
@@ -165,6 +167,11 @@ def test_answers_are_parsed_from_the_reading():
         assert answering.to_dict()["answer"] == answer and "answer" in answering.to_dict()
         (plain,) = Reader(model=_Fixed(_spelling(text, hp), hp)).read_inputs(image)
         assert plain.answer == answer and "answer" not in plain.to_dict()
+    unsure = _spelling("73=?", hp)  # the blank between 7 and 3 might be a plus: answering reads the sum
+    unsure[2] = unsure[2] * 0.55 + np.eye(hp.num_classes)[hp.classes("+")[0]] * 0.45
+    (plain,) = Reader(model=_Fixed(unsure, hp)).read_inputs(image)
+    (answering,) = Reader(model=_Fixed(unsure, hp), answer=True).read_inputs(image)
+    assert (plain.text, plain.answer) == ("73=?", None) and (answering.text, answering.answer) == ("7+3=?", 10)
     broken = Reader(model=_Fixed(np.full((20, hp.num_classes), np.nan), hp), answer=True).read_inputs(image)[0]
     assert broken.answer is None and "answer" not in broken.to_dict()
     with pytest.raises(InputError, match="answer must be True or False"):
