@@ -79,16 +79,20 @@ class Batcher:
         return jobs
 
     def _run_model(self, jobs: list[_Job]) -> list[list[Reading]]:
-        """In the model's thread: one forward pass (or several of `reader.batch_size`), then each job's
-        decoding under its own constraints."""
+        """In the model's thread: one forward pass (or several of `reader.batch_size`), then one decoding
+        of the jobs that share constraints (most share none): decoding costs per call, not per image."""
         inputs = np.concatenate([job.inputs for job in jobs])
         size = self.reader.batch_size
         probs = np.concatenate([self.reader.probabilities(inputs[start:start + size])
                                 for start in range(0, len(inputs), size)])
-        found, start = [], 0
-        for job in jobs:
-            found.append(self.reader.decode(probs[start:start + len(job.inputs)], job.constraints))
-            start += len(job.inputs)
+        ends = np.cumsum([len(job.inputs) for job in jobs])
+        rows = [np.arange(end - len(job.inputs), end) for job, end in zip(jobs, ends, strict=True)]
+        found: list[list[Reading]] = [[] for _ in jobs]
+        for constraints in dict.fromkeys(job.constraints for job in jobs):
+            sharing = [k for k, job in enumerate(jobs) if job.constraints == constraints]
+            readings = self.reader.decode(probs[np.concatenate([rows[k] for k in sharing])], constraints)
+            for k in sharing:
+                found[k], readings = readings[:len(rows[k])], readings[len(rows[k]):]
         return found
 
     async def run(self) -> None:

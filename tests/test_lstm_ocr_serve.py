@@ -15,6 +15,7 @@ import subprocess
 import threading
 
 import mxnet as mx
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -322,12 +323,14 @@ def test_concurrent_requests_are_batched_and_each_gets_its_own_reading(service, 
 
 def test_one_batch_serves_requests_with_different_constraints(reader, images):
     batcher = Batcher(reader, max_batch=64, max_wait_ms=1000)
-    inputs = [reader.network_input(data)[None] for data in images[:3]]
-    constraints = [Constraints(), reader.constraints("0189", 3), reader.constraints(None, "5")]
+    decoded = [reader.network_input(data) for data in images[:6]]
+    inputs = [decoded[0][None], decoded[1][None], decoded[2][None], np.stack(decoded[3:5]), decoded[5][None]]
+    constraints = [Constraints(), reader.constraints("0189", 3), reader.constraints(None, "5"), Constraints(),
+                   reader.constraints("0189", 3)]  # jobs that share constraints are decoded together
 
     async def requests() -> list:
         task = asyncio.create_task(batcher.run())
-        with batcher.receiving():  # a request still arriving: the batch waits for it, then takes all three
+        with batcher.receiving():  # a request still arriving: the batch waits for it, then takes them all
             futures = [asyncio.ensure_future(batcher.read(x, c)) for x, c in zip(inputs, constraints, strict=True)]
             await asyncio.sleep(0)
         found = await asyncio.gather(*futures)
@@ -336,7 +339,8 @@ def test_one_batch_serves_requests_with_different_constraints(reader, images):
         return found
 
     found = asyncio.run(requests())
-    assert batcher.batches == 1 and batcher.images == 3
+    assert batcher.batches == 1 and batcher.images == 6
+    assert [len(got) for got in found] == [1, 1, 1, 2, 1]
     for x, c, got in zip(inputs, constraints, found, strict=True):
         assert [r.text for r in got] == [r.text for r in reader.read_inputs(x, c)]
     assert len(found[1][0].text) == 3 and set(found[1][0].text) <= set("0189") and len(found[2][0].text) == 5
