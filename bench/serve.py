@@ -77,6 +77,9 @@ class Tally:
         self.texts: dict[int, str] = {}
         self.errors: list[str] = []
         self.wall = 0.0
+        self.cpu = 0.0  # CPU seconds: the server's under load; this process's for the model alone
+        self.client_cpu = 0.0  # the load's client threads (this process)
+        self.png_cpu = 0.0  # the model alone: decoding the PNGs into network inputs
 
     def line(self, name: str, labels: list[str]) -> str:
         ms = np.array(self.latencies or [float("nan")]) * 1000
@@ -90,10 +93,20 @@ class Tally:
         return len(self.latencies) / max(self.wall, 1e-9)
 
 
+def process_cpu(pid: int) -> float:
+    """CPU seconds a process has used, all its threads (Linux's /proc; 0 elsewhere)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def load(port: int, images: list[bytes], concurrency: int, requests: int, seconds: float, tally: Tally,
-         first: int = 0) -> None:
+         first: int = 0, server_pid: int | None = None) -> None:
     """`requests` POST /read (images from `first` on) from `concurrency` threads, each on its own kept-alive
-    connection, for at most `seconds`; added to `tally`."""
+    connection, for at most `seconds`; added to `tally`, with the CPU the server and the clients used."""
     counter = iter(range(first, first + requests))
     lock = threading.Lock()
     deadline = time.monotonic() + seconds
@@ -123,6 +136,7 @@ def load(port: int, images: list[bytes], concurrency: int, requests: int, second
         finally:
             connection.close()
 
+    server_before, client_before = process_cpu(server_pid) if server_pid else 0.0, time.process_time()
     tic = time.perf_counter()
     threads = [threading.Thread(target=client) for _ in range(concurrency)]
     for thread in threads:
@@ -130,6 +144,8 @@ def load(port: int, images: list[bytes], concurrency: int, requests: int, second
     for thread in threads:
         thread.join(seconds + TIMEOUT)
     tally.wall += time.perf_counter() - tic
+    tally.client_cpu += time.process_time() - client_before
+    tally.cpu += process_cpu(server_pid) - server_before if server_pid else 0.0
 
 
 def model_alone(model: str, images: list[bytes], batch: int, count: int, tally: Tally, first: int = 0) -> None:
@@ -139,13 +155,16 @@ def model_alone(model: str, images: list[bytes], batch: int, count: int, tally: 
     from reader import Reader
 
     reader = Reader.onnx(model, batch_size=batch)
+    before = time.process_time()
     inputs = np.stack([reader.network_input(images[(first + k) % len(images)]) for k in range(count)])
+    tally.png_cpu += time.process_time() - before
     reader.read_inputs(inputs[:batch])  # warm-up
-    tic = time.perf_counter()
+    tic, before = time.perf_counter(), time.process_time()
     for start in range(0, count, batch):
         readings = reader.read_inputs(inputs[start:start + batch])
         tally.texts.update({first + start + k: r.text for k, r in enumerate(readings)})
     elapsed = time.perf_counter() - tic
+    tally.cpu += time.process_time() - before
     tally.latencies += [elapsed / count] * count  # per image, on average
     tally.wall += elapsed
 
@@ -216,7 +235,7 @@ def main() -> None:
                 for level in levels:
                     for mode in ("on", "off"):
                         load(servers[mode].port, images, level, per_round, args.seconds, tallies[mode, level],
-                             first=number * per_round)
+                             first=number * per_round, server_pid=servers[mode].process.pid)
                 if args.backend == "onnx":
                     for batch, tally in alone.items():
                         model_alone(model, images, batch, per_round, tally, first=number * per_round)
@@ -240,6 +259,13 @@ def main() -> None:
         for level in levels:
             print(f"# concurrency {level}, batching on: {tallies['on', level].rate() / ceiling.rate():.0%} of the "
                   f"ceiling (the model and decoding alone, batches of {args.max_batch})")
+    if ceiling is not None and ceiling.cpu > 0 and tallies["on", levels[-1]].cpu > 0:
+        busiest = tallies["on", levels[-1]]
+        print(f"# CPU per image: the server at concurrency {levels[-1]}, batching on, "
+              f"{1000 * busiest.cpu / len(busiest.latencies):.2f} ms (its clients "
+              f"{1000 * busiest.client_cpu / len(busiest.latencies):.2f} ms); the model and decoding alone, batches of "
+              f"{args.max_batch}, {1000 * ceiling.cpu / len(ceiling.latencies):.2f} ms; decoding a PNG "
+              f"{1000 * ceiling.png_cpu / len(ceiling.latencies):.2f} ms")
     for level in levels[1:]:
         on = tallies["on", level]
         base = tallies["on", levels[0]]
