@@ -70,12 +70,17 @@ def labels(folder: str) -> dict[str, str]:
         return {row[0]: row[1] for row in list(csv.reader(file))[1:]}
 
 
-def ours(folder: str, prefix: str, epoch: int) -> tuple[float, float, float]:
-    """Right answers, unparsed readings and exact texts of lstm_ocr_infer.py --answer on the folder."""
+def ours(folder: str, prefix: str, epoch: int) -> tuple[tuple[float, float, float], str]:
+    """Right answers, unparsed readings and exact texts of lstm_ocr_infer.py --answer on the folder, and
+    the right answers by the drawn text's length."""
     found = [json.loads(line) for line in run("lstm_ocr_infer.py", "--prefix", prefix, "--epoch", str(epoch),
                                               "--answer", "--json", folder).splitlines()]
+    by_length: dict[int, list[bool]] = {}
+    for f in found:
+        by_length.setdefault(len(f["label"]), []).append(f["correct"])
+    lengths = ", ".join(f"{n}: {sum(right) / len(right):.3f} ({len(right)})" for n, right in sorted(by_length.items()))
     return (sum(f["correct"] for f in found) / len(found), sum(f["answer"] is None for f in found) / len(found),
-            sum(f["text"] == f["label"] for f in found) / len(found))
+            sum(f["text"] == f["label"] for f in found) / len(found)), lengths
 
 
 def theirs(folder: str) -> tuple[float, float, float]:
@@ -114,6 +119,7 @@ def main() -> None:
     print(f"# {' '.join(sys.argv)}  ({checkpoint.params_path(args.prefix, epoch)}, {args.count} images a set)")
     print("| set | reader | right answers | no answer (does not parse) | exact text |")
     print("|---|---|---|---|---|")
+    by_length: list[str] = []
     with tempfile.TemporaryDirectory() as temporary:
         base = args.keep or temporary
         os.makedirs(base, exist_ok=True)
@@ -126,11 +132,14 @@ def main() -> None:
                 else:
                     run("captcha_generator.py", "--style", "arithmetic", "--count", str(args.count), "--seed",
                         str(args.seed), "font/", folder)
-            readers = [(f"lstm-ocr {os.path.basename(args.prefix)}-{epoch:04d}", ours(folder, args.prefix, epoch))]
+            figures, lengths = ours(folder, args.prefix, epoch)
+            by_length.append(f"# {name}, right answers by the text's length (images): {lengths}")
+            readers = [(f"lstm-ocr {os.path.basename(args.prefix)}-{epoch:04d}", figures)]
             if args.ddddocr:
                 readers.append(("ddddocr 1.6.1", theirs(folder)))
             for reader, (right, unparsed, exact) in readers:
                 print(f"| {name} | {reader} | {right:.4f} | {unparsed:.4f} | {exact:.4f} |", flush=True)
+    print("\n".join(by_length))
 
 
 if __name__ == "__main__":

@@ -193,7 +193,7 @@ def test_the_shipped_general_model_reads_the_varied_style(tmp_path, font):
 
 
 def test_the_shipped_arith_model_answers_fresh_sums(tmp_path, font):
-    """pretrained/arith answers sums in the arithmetic look in one font (0.63 of these 100, some of
+    """pretrained/arith answers sums in the arithmetic look in one font (0.75 of these 100, some of
     which a person cannot read either); the digit reader pretrained/general answers none (no operators)."""
     folder = tmp_path / "sums"
     written = run_script("captcha_generator.py", "--style", "arithmetic", "--seed", "3", "--count", "100", font,
