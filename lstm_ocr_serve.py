@@ -34,11 +34,11 @@ import signal
 import socket
 import sys
 from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 import uvicorn
-from anyio import CapacityLimiter, to_thread
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
@@ -266,7 +266,7 @@ def reading_dict(reading: Reading, minimum: float | None) -> dict:
 def create_app(reader: Reader, batcher: Batcher, settings: Settings, store: FeedbackStore | None = None,
                cors_origins: list[str] | None = None) -> FastAPI:
     """The service's ASGI application; the batcher runs in its lifespan."""
-    decodes = CapacityLimiter(DECODES)
+    decodes = ThreadPoolExecutor(DECODES, thread_name_prefix="decode")
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -274,6 +274,7 @@ def create_app(reader: Reader, batcher: Batcher, settings: Settings, store: Feed
         yield
         batcher.stop()
         await task
+        decodes.shutdown(wait=False)
 
     app = FastAPI(title="lstm-ocr", summary="Reads captchas with an LSTM + CTC network",
                   version="1.0.0", lifespan=lifespan)
@@ -337,7 +338,7 @@ def create_app(reader: Reader, batcher: Batcher, settings: Settings, store: Feed
             for upload in files:
                 if upload.error is None:
                     try:
-                        inputs.append(await to_thread.run_sync(decode, upload, limiter=decodes))
+                        inputs.append(await asyncio.get_running_loop().run_in_executor(decodes, decode, upload))
                         continue
                     except InputError as error:
                         upload.error = " ".join(str(error).split())
