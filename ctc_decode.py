@@ -175,22 +175,36 @@ def _log_probs(probs: np.ndarray) -> np.ndarray:
         return np.log(probs.astype(np.float64))
 
 
+def _accepts(grammar: Grammar, text: list[int]) -> bool:
+    state = 0
+    for cls in text:
+        state = grammar.next_state[state, cls]
+        if state < 0:
+            return False
+    return bool(grammar.accepting[state]) and grammar.accepts(text)
+
+
 def _held_to_grammar(probs: np.ndarray, texts: list[list[int] | None], lengths: tuple[int, int] | None,
                      beam: int, grammar: Grammar) -> list[list[int] | None]:
     """Each reading replaced by the most probable text the grammar accepts, when the search finds one
     at least GRAMMAR_MIN_SHARE as probable as the reading: the grammar chooses among the texts the model
-    finds plausible, never one it has all but ruled out (such a reading stays as it is)."""
+    finds plausible, never one it has all but ruled out (such a reading stays as it is). A reading the
+    grammar accepts and the model gives more than half its probability is that text already (no other
+    text can be as probable): it is kept without a search."""
+    found = [n for n, text in enumerate(texts) if text is not None]
+    plain = dict(zip(found, text_probabilities(probs[found], [texts[n] for n in found]) if found else [],
+                     strict=True))
+    searched = [n for n in found if not (plain[n] > 0.5 and _accepts(grammar, texts[n]))]
     low, high = lengths if lengths is not None else (1, probs.shape[1])
-    held = [_best_text(sample, low, high, beam, grammar) for sample in _log_probs(probs)]
-    found = [n for n, (text, best) in enumerate(zip(texts, held, strict=True)) if text is not None and best is not None]
-    if not found:
-        return texts
-    plain = text_probabilities(probs[found], [texts[n] for n in found])
-    grammatical = text_probabilities(probs[found], [held[n] for n in found])
+    log_probs = _log_probs(probs[searched])
+    held = {n: best for n, sample in zip(searched, log_probs, strict=True)
+            if (best := _best_text(sample, low, high, beam, grammar)) is not None}
     chosen = list(texts)
-    for n, p_plain, p_held in zip(found, plain, grammatical, strict=True):
-        if p_held >= GRAMMAR_MIN_SHARE * p_plain:
-            chosen[n] = held[n]
+    if held:
+        grammatical = text_probabilities(probs[list(held)], list(held.values()))
+        for (n, best), p_held in zip(held.items(), grammatical, strict=True):
+            if p_held >= GRAMMAR_MIN_SHARE * plain[n]:
+                chosen[n] = best
     return chosen
 
 

@@ -166,3 +166,11 @@ def test_grammar_never_forces_a_text_the_model_ruled_out():
     probs = np.eye(3)[[1, 0, 1, 0, 0, 0]] * 0.98 + 0.02 / 3  # reads '11', sure of it
     (reading,) = decode_with_confidence(probs[None], grammar=_grammar_of_one_plus())
     assert reading.classes == [1, 1]
+
+
+def test_a_sure_reading_the_grammar_accepts_is_kept_as_it_is():
+    probs = np.eye(3)[[1, 0, 2, 0, 1, 0]] * 0.9 + 0.1 / 3  # reads '1+1' with probability over one half
+    (plain,) = decode_with_confidence(probs[None])
+    (reading,) = decode_with_confidence(probs[None], grammar=_grammar_of_one_plus())
+    assert plain.confidence > 0.5 and reading.classes == plain.classes == [1, 2, 1]
+    assert reading.confidence == pytest.approx(plain.confidence)
