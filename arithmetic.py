@@ -13,6 +13,10 @@ answer is an integer): an inexact one, or one by zero, does not parse as an answ
 
 import random
 
+import numpy as np
+
+from ctc_decode import Grammar
+
 ADD_OPS = "+-"
 MUL_OPS = "*×x"
 DIV_OPS = "÷/"
@@ -124,11 +128,15 @@ def _kind(char: str) -> str:
     return "digit" if char in "0123456789" else "operator" if char in OPERATORS else char
 
 
-def automaton(alphabet: str) -> list[list[int]]:
-    """The automaton above over a model's classes (class 0 the CTC blank, class i + 1 character i of
-    `alphabet`): row `state` gives the next state for each class, -1 where no text of the grammar goes
-    on with that class. State 0 starts; ACCEPTING lists the states that end a text."""
-    return [[-1] + [moves.get(_kind(char), -1) for char in alphabet] for _, moves in sorted(_TRANSITIONS.items())]
+def grammar(alphabet: str) -> Grammar:
+    """The texts `answer` parses, for a decoder over a model's classes (class 0 the CTC blank, class
+    i + 1 character i of `alphabet`): the automaton above (row `state` gives the next state for each
+    class, -1 where no text of the grammar goes on with that class; state 0 starts), its ACCEPTING
+    states, and `answer` itself as the last check of a whole text."""
+    table = np.array([[-1] + [moves.get(_kind(char), -1) for char in alphabet]
+                      for _, moves in sorted(_TRANSITIONS.items())])
+    return Grammar(table, np.isin(np.arange(len(table)), ACCEPTING),
+                   lambda classes: answer("".join(alphabet[c - 1] for c in classes)) is not None)
 
 
 def _operation(rng: random.Random, operator: str, left: int | None = None) -> tuple[int, int]:

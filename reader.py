@@ -30,7 +30,7 @@ from PIL import Image
 import arithmetic
 import model_check
 from cli import InputError, mxnet_missing
-from ctc_decode import Decoded, Grammar, decode_with_confidence
+from ctc_decode import Decoded, decode_with_confidence
 from hyperparameters import MAX_IMAGE_BYTES, MAX_IMAGE_PIXELS, MAX_MODEL_BYTES, ONNX_FORMAT, Hyperparams, from_saved
 from images import read_network_input, to_float
 
@@ -224,7 +224,8 @@ class Reader:
             raise InputError(f"epoch must be a positive int (or None: the latest), got {epoch!r}")
         self.model = model if model is not None else MXNetModel(prefix, epoch)
         self.batch_size = batch_size
-        self.grammar = self._arithmetic_grammar() if answer else None
+        # a reader that answers reads the most probable text arithmetic.py parses (ctc_decode.Grammar)
+        self.grammar = arithmetic.grammar(self.hp.chars) if answer else None
         self._lock = threading.Lock()
 
     @classmethod
@@ -236,13 +237,6 @@ class Reader:
         if isinstance(threads, bool) or not isinstance(threads, int) or not 0 <= threads <= cores:
             raise InputError(f"threads must be from 0 (ONNX Runtime's choice) to {cores}, got {threads!r}")
         return cls(batch_size=batch_size, model=OnnxModel(path, threads, spin), answer=answer)
-
-    def _arithmetic_grammar(self) -> Grammar:
-        """The texts arithmetic.py parses, in the model's classes: a reader that answers reads the most
-        probable of them (the greedy reading when its beam holds none)."""
-        table = np.array(arithmetic.automaton(self.hp.chars))
-        return Grammar(table, np.isin(np.arange(len(table)), arithmetic.ACCEPTING),
-                       lambda classes: arithmetic.answer(self.hp.text(classes)) is not None)
 
     @property
     def hp(self) -> Hyperparams:

@@ -90,9 +90,9 @@ def test_random_expressions_are_drawn_in_the_alphabet_and_answer_as_integers():
 
 def _walk(text: str) -> bool:
     """Whether the automaton over ALPHABET's classes ends `text` in an accepting state."""
-    table, state = arithmetic.automaton(ALPHABET), 0
+    table, state = arithmetic.grammar(ALPHABET).next_state, 0
     for char in text:
-        state = table[state][ALPHABET.index(char) + 1]
+        state = table[state, ALPHABET.index(char) + 1]
         if state < 0:
             return False
     return state in arithmetic.ACCEPTING
@@ -109,4 +109,4 @@ def test_the_automaton_accepts_what_parses_but_for_exact_division():
             assert _walk(text) == (answer(text.replace("÷", "×")) is not None), text
             checked += 1
     assert checked > 19_000
-    assert all(row[0] == -1 for row in arithmetic.automaton(ALPHABET))  # the CTC blank is no character
+    assert (arithmetic.grammar(ALPHABET).next_state[:, 0] == -1).all()  # the CTC blank is no character

@@ -6,7 +6,6 @@ import pytest
 import arithmetic
 from ctc_decode import (
     GRAMMAR_MIN_SHARE,
-    Grammar,
     char_probabilities,
     ctc_label,
     decode_with_confidence,
@@ -136,15 +135,9 @@ def test_char_probabilities_are_the_best_paths_runs_for_a_greedy_reading():
         assert char_probabilities(sample[None], [classes])[0] == pytest.approx(runs)
 
 
-def _grammar_of_one_plus() -> Grammar:
-    """Texts over classes 1 ('1') and 2 ('+') of the form 1+1, 1+11+1, ... (classes (blank, 1, +))."""
-    table = np.array(arithmetic.automaton("1+"))
-    return Grammar(table, np.isin(np.arange(len(table)), arithmetic.ACCEPTING), lambda classes: True)
-
-
 def test_grammar_reading_is_the_most_probable_text_it_accepts_when_plausible():
     rng = np.random.default_rng(11)
-    grammar = _grammar_of_one_plus()
+    grammar = arithmetic.grammar("1+")  # 1+1, 1+11+1, ...: classes (blank, 1, +)
     probs = _random_probs(rng, 12, 6, 3, 1.5)
     plain = decode_with_confidence(probs)
     held = decode_with_confidence(probs, grammar=grammar, beam=1000)
@@ -164,13 +157,13 @@ def test_grammar_reading_is_the_most_probable_text_it_accepts_when_plausible():
 
 def test_grammar_never_forces_a_text_the_model_ruled_out():
     probs = np.eye(3)[[1, 0, 1, 0, 0, 0]] * 0.98 + 0.02 / 3  # reads '11', sure of it
-    (reading,) = decode_with_confidence(probs[None], grammar=_grammar_of_one_plus())
+    (reading,) = decode_with_confidence(probs[None], grammar=arithmetic.grammar("1+"))
     assert reading.classes == [1, 1]
 
 
 def test_a_sure_reading_the_grammar_accepts_is_kept_as_it_is():
     probs = np.eye(3)[[1, 0, 2, 0, 1, 0]] * 0.9 + 0.1 / 3  # reads '1+1' with probability over one half
     (plain,) = decode_with_confidence(probs[None])
-    (reading,) = decode_with_confidence(probs[None], grammar=_grammar_of_one_plus())
+    (reading,) = decode_with_confidence(probs[None], grammar=arithmetic.grammar("1+"))
     assert plain.confidence > 0.5 and reading.classes == plain.classes == [1, 2, 1]
     assert reading.confidence == pytest.approx(plain.confidence)
