@@ -184,28 +184,23 @@ def _accepts(grammar: Grammar, text: list[int]) -> bool:
     return bool(grammar.accepting[state]) and grammar.accepts(text)
 
 
-def _held_to_grammar(probs: np.ndarray, texts: list[list[int] | None], lengths: tuple[int, int] | None,
-                     beam: int, grammar: Grammar) -> list[list[int] | None]:
-    """Each reading replaced by the most probable text the grammar accepts, when the search finds one
-    at least GRAMMAR_MIN_SHARE as probable as the reading: the grammar chooses among the texts the model
-    finds plausible, never one it has all but ruled out (such a reading stays as it is). A reading the
-    grammar accepts and the model gives more than half its probability is that text already (no other
-    text can be as probable): it is kept without a search."""
-    found = [n for n, text in enumerate(texts) if text is not None]
-    plain = dict(zip(found, text_probabilities(probs[found], [texts[n] for n in found]) if found else [],
-                     strict=True))
-    searched = [n for n in found if not (plain[n] > 0.5 and _accepts(grammar, texts[n]))]
+def _held_to_grammar(probs: np.ndarray, texts: dict[int, list[int]], confidences: dict[int, float],
+                     lengths: tuple[int, int] | None, beam: int, grammar: Grammar) -> None:
+    """Replaces each reading (`texts` and their `confidences`, by sample) by the most probable text the
+    grammar accepts, when the search finds one at least GRAMMAR_MIN_SHARE as probable as the reading:
+    the grammar chooses among the texts the model finds plausible, never one it has all but ruled out
+    (such a reading stays as it is). A reading the grammar accepts and the model gives more than half
+    its probability is that text already (no other text can be as probable): it is kept without a
+    search."""
+    searched = [n for n, text in texts.items() if not (confidences[n] > 0.5 and _accepts(grammar, text))]
     low, high = lengths if lengths is not None else (1, probs.shape[1])
-    log_probs = _log_probs(probs[searched])
-    held = {n: best for n, sample in zip(searched, log_probs, strict=True)
+    held = {n: best for n, sample in zip(searched, _log_probs(probs[searched]), strict=True)
             if (best := _best_text(sample, low, high, beam, grammar)) is not None}
-    chosen = list(texts)
     if held:
-        grammatical = text_probabilities(probs[list(held)], list(held.values()))
-        for (n, best), p_held in zip(held.items(), grammatical, strict=True):
-            if p_held >= GRAMMAR_MIN_SHARE * plain[n]:
-                chosen[n] = best
-    return chosen
+        for (n, best), p_held in zip(held.items(), text_probabilities(probs[list(held)], list(held.values())),
+                                     strict=True):
+            if p_held >= GRAMMAR_MIN_SHARE * confidences[n]:
+                texts[n], confidences[n] = best, p_held
 
 
 def decode_with_confidence(probs: np.ndarray, allowed: list[int] | None = None,
@@ -225,15 +220,14 @@ def decode_with_confidence(probs: np.ndarray, allowed: list[int] | None = None,
         texts: list[list[int] | None] = [ctc_label(path) for path in probs.argmax(axis=-1).tolist()]
     else:
         texts = [_best_text(sample, *lengths, beam) for sample in _log_probs(probs)]
-    if grammar is not None:
-        texts = _held_to_grammar(probs, texts, lengths, beam, grammar)
-    found = [n for n, text in enumerate(texts) if text is not None]
+    found = {n: text for n, text in enumerate(texts) if text is not None}
     readings: list[Decoded | None] = [None] * len(texts)
     if not found:
         return readings
-    chosen = [texts[n] for n in found]
-    confidences = text_probabilities(probs[found], chosen)
-    for n, text, chars, confidence in zip(found, chosen, char_probabilities(probs[found], chosen), confidences,
-                                          strict=True):
-        readings[n] = Decoded(text, chars, float(confidence))
+    confidences = dict(zip(found, text_probabilities(probs[list(found)], list(found.values())), strict=True))
+    if grammar is not None:
+        _held_to_grammar(probs, found, confidences, lengths, beam, grammar)
+    chars = char_probabilities(probs[list(found)], list(found.values()))
+    for (n, text), probabilities in zip(found.items(), chars, strict=True):
+        readings[n] = Decoded(text, probabilities, float(confidences[n]))
     return readings
