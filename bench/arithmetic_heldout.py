@@ -23,12 +23,12 @@ import random
 import sys
 import tempfile
 
-import checkpoint
+from lstm_ocr import checkpoint
 from readers import chosen_sets, kept_set, run  # also puts the repository root on sys.path
 
 # isort: split
 
-import arithmetic  # after readers: found in the repository root even before `pip install -e .` again
+from lstm_ocr import arithmetic  # after readers: found in the repository root even before `pip install -e .` again
 
 SETS = ("own", "wheezy")
 WHEEZY_FONT = "font/LiberationMono-Bold.ttf"
@@ -49,7 +49,7 @@ def write_wheezy(folder: str, texts: list[str], seed: int, font: str) -> None:
     """The texts in wheezy-captcha's default look, named NNNN_ANSWER.jpg, texts in labels.csv."""
     from wheezy.captcha.image import background, captcha, curve, noise, offset, rotate, smooth, text, warp
 
-    from captcha_generator import missing_glyphs
+    from lstm_ocr.captcha_generator import missing_glyphs
     missing = missing_glyphs(font, arithmetic.ALPHABET)
     if missing:
         sys.exit(f"error: {font} has no glyph for {missing!r}")

@@ -11,8 +11,8 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from lstm_ocr_infer import image_paths, labels_of
-from reader import Reader  # noqa: E402
+from lstm_ocr.infer import image_paths, labels_of
+from lstm_ocr.reader import Reader  # noqa: E402
 
 THRESHOLDS = (0.0, 0.5, 0.8, 0.9, 0.95, 0.99)
 

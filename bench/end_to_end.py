@@ -18,14 +18,16 @@ import mxnet as mx  # noqa: E402
 import numpy as np  # noqa: E402
 from train_step import build_module, random_batch  # noqa: E402  (bench/ is this script's folder)
 
-import ctc_metrics  # noqa: E402
-import hyperparameters  # noqa: E402
-import labelled_data  # noqa: E402
-from captcha_generator import find_fonts  # noqa: E402
-from hyperparameters import RECIPES, Hyperparams  # noqa: E402
-from lstm_ocr_train import BLOCK_SIZE  # noqa: E402
-from multiproc_data import FolderSource, MPData  # noqa: E402
-from ocr_iter import OCRIter  # noqa: E402
+from lstm_ocr import (
+    ctc_metrics,  # noqa: E402
+    hyperparameters,  # noqa: E402
+    labelled_data,  # noqa: E402
+)
+from lstm_ocr.captcha_generator import find_fonts  # noqa: E402
+from lstm_ocr.hyperparameters import RECIPES, Hyperparams  # noqa: E402
+from lstm_ocr.multiproc_data import FolderSource, MPData  # noqa: E402
+from lstm_ocr.ocr_iter import OCRIter  # noqa: E402
+from lstm_ocr.train import BLOCK_SIZE  # noqa: E402
 
 
 def train_rate(mod: mx.mod.Module, batches, hp: Hyperparams) -> float:

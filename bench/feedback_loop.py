@@ -22,7 +22,7 @@ import tempfile
 
 from heldout import WHEEZY_FONT, write_wheezy  # its `readers` puts the repository root on sys.path
 
-import checkpoint
+from lstm_ocr import checkpoint
 from readers import ROOT, run
 
 ALNUM = "0123456789abcdefghijklmnopqrstuvwxyz"

@@ -16,7 +16,7 @@ import sys
 import tempfile
 from contextlib import nullcontext
 
-import checkpoint
+from lstm_ocr import checkpoint
 from readers import ddddocr_accuracy, kept_set, run  # also puts the repository root on sys.path
 
 

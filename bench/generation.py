@@ -16,9 +16,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
-from captcha_generator import CaptchaGen, find_fonts  # noqa: E402
-from hyperparameters import Hyperparams  # noqa: E402
-from images import to_network_input  # noqa: E402
+from lstm_ocr.captcha_generator import CaptchaGen, find_fonts  # noqa: E402
+from lstm_ocr.hyperparameters import Hyperparams  # noqa: E402
+from lstm_ocr.images import to_network_input  # noqa: E402
 
 
 def png_round_trip(gen: CaptchaGen, text: str) -> np.ndarray:

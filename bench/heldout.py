@@ -25,7 +25,7 @@ import random
 import sys
 import tempfile
 
-import checkpoint
+from lstm_ocr import checkpoint
 from readers import chosen_sets, ddddocr_accuracy, kept_set, run  # also puts the repository root on sys.path
 
 SETS = ("example", "varied", "wheezy")

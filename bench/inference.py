@@ -13,8 +13,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import numpy as np  # noqa: E402
 
-import checkpoint  # noqa: E402
-from reader import Reader  # noqa: E402
+from lstm_ocr import checkpoint  # noqa: E402
+from lstm_ocr.reader import Reader  # noqa: E402
 
 
 def rate(prefix: str, epoch: int, images: np.ndarray, batch_size: int) -> float:

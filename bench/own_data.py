@@ -27,7 +27,7 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-import checkpoint  # noqa: E402
+from lstm_ocr import checkpoint  # noqa: E402
 
 FONTS = ["font/DejaVuSansMono-Bold.ttf", "font/DejaVuSans-Bold.ttf"]  # wheezy's example names two bold fonts
 DIGITS = "0123456789"

@@ -9,7 +9,7 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from labelled_data import generated_label, is_image_name  # noqa: E402
+from lstm_ocr.labelled_data import generated_label, is_image_name  # noqa: E402
 
 
 def run(*args: str) -> str:

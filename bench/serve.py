@@ -28,8 +28,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import numpy as np  # noqa: E402
 
-from captcha_generator import CaptchaGen  # noqa: E402
-from hyperparameters import Hyperparams  # noqa: E402
+from lstm_ocr.captcha_generator import CaptchaGen  # noqa: E402
+from lstm_ocr.hyperparameters import Hyperparams  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ONNX_PYTHON = os.path.join(ROOT, ".venv-onnx", "bin", "python")
@@ -152,7 +152,7 @@ def model_alone(model: str, images: list[bytes], batch: int, count: int, tally: 
     """The ONNX model and decoding alone, in this process, on decoded images in batches of `batch`:
     the most any server of this model can do, and how much batching can add to it."""
     sys.path.insert(0, ROOT)
-    from reader import Reader
+    from lstm_ocr.reader import Reader
 
     reader = Reader.onnx(model, batch_size=batch)
     before = time.process_time()

@@ -14,14 +14,14 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import mxnet as mx  # noqa: E402
 import numpy as np  # noqa: E402
 
-import hyperparameters  # noqa: E402
-from hyperparameters import (  # noqa: E402
+from lstm_ocr import hyperparameters  # noqa: E402
+from lstm_ocr.hyperparameters import (  # noqa: E402
     LOSSES,
     NETWORKS,
     Hyperparams,  # noqa: E402
 )
-from lstm import initial_params, lstm_ocr  # noqa: E402
-from ocr_iter import data_descs  # noqa: E402
+from lstm_ocr.lstm import initial_params, lstm_ocr  # noqa: E402
+from lstm_ocr.ocr_iter import data_descs  # noqa: E402
 
 
 def build_module(hp: Hyperparams) -> mx.mod.Module:

@@ -12,8 +12,8 @@ sys.path.insert(0, ROOT)
 
 from PIL import Image, ImageDraw, ImageFont  # noqa: E402
 
-from captcha_generator import CaptchaGen, find_fonts  # noqa: E402
-from hyperparameters import VARIED_MAX_SIZE, Hyperparams  # noqa: E402
+from lstm_ocr.captcha_generator import CaptchaGen, find_fonts  # noqa: E402
+from lstm_ocr.hyperparameters import VARIED_MAX_SIZE, Hyperparams  # noqa: E402
 
 COLUMNS = 5
 LABEL_HEIGHT = 16

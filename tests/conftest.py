@@ -10,10 +10,10 @@ import captcha
 import mxnet as mx
 import pytest
 
-import checkpoint
-from captcha_generator import CaptchaGen
-from hyperparameters import Hyperparams
-from lstm import initial_params, lstm_ocr
+from lstm_ocr import checkpoint
+from lstm_ocr.captcha_generator import CaptchaGen
+from lstm_ocr.hyperparameters import Hyperparams
+from lstm_ocr.lstm import initial_params, lstm_ocr
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PYTHON = sys.executable
@@ -69,6 +69,12 @@ def run_script(script: str, *args: str, cwd: str | None = None, timeout: float =
     """Run one of the project's scripts with the test interpreter."""
     return subprocess.run([PYTHON, os.path.join(ROOT, script), *args], capture_output=True, text=True,
                           cwd=cwd, timeout=timeout)
+
+
+def run_module(module: str, *args: str, cwd: str | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run one of the package's modules (`python -m lstm_ocr.NAME`) with the test interpreter."""
+    return subprocess.run([PYTHON, "-m", module, *args], capture_output=True, text=True, cwd=cwd or ROOT,
+                          timeout=timeout)
 
 
 def _state_and_parent(pid: int) -> tuple[str, int] | None:

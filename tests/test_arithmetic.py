@@ -7,8 +7,8 @@ from fractions import Fraction
 
 import pytest
 
-import arithmetic
-from arithmetic import ALPHABET, MAX_LEN, MIN_LEN, OPERATORS, answer, random_expression
+from lstm_ocr import arithmetic
+from lstm_ocr.arithmetic import ALPHABET, MAX_LEN, MIN_LEN, OPERATORS, answer, random_expression
 
 CANONICAL = {"+": "+", "-": "-", "*": "*", "×": "*", "x": "*", "÷": "/", "/": "/"}
 

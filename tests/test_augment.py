@@ -1,6 +1,6 @@
 import numpy as np
 
-from augment import augment
+from lstm_ocr.augment import augment
 
 
 def test_augmentation_is_seeded_small_and_keeps_the_shape():

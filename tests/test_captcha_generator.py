@@ -4,12 +4,12 @@ import cv2
 import numpy as np
 import pytest
 
-import arithmetic
-from captcha_generator import CaptchaGen, check_text, describe, find_fonts
-from cli import InputError
 from conftest import run_script
-from hyperparameters import Hyperparams
-from images import to_network_input
+from lstm_ocr import arithmetic
+from lstm_ocr.captcha_generator import CaptchaGen, check_text, describe, find_fonts
+from lstm_ocr.cli import InputError
+from lstm_ocr.hyperparameters import Hyperparams
+from lstm_ocr.images import to_network_input
 
 ALNUM = "0123456789abcdefghijklmnopqrstuvwxyz"
 
@@ -193,7 +193,7 @@ def test_count_never_mixes_two_sets_and_refuses_names_that_cannot_hold_a_label(f
 
 
 def test_a_folder_that_cannot_be_written_is_one_line(font, tmp_path, monkeypatch):
-    import captcha_generator
+    from lstm_ocr import captcha_generator
 
     gen = captcha_generator.CaptchaGen([font], Hyperparams())
 

@@ -6,10 +6,10 @@ import mxnet as mx
 import numpy as np
 import pytest
 
-import checkpoint
-from cli import InputError
-from hyperparameters import Hyperparams
-from lstm import initial_params, lstm_ocr
+from lstm_ocr import checkpoint
+from lstm_ocr.cli import InputError
+from lstm_ocr.hyperparameters import Hyperparams
+from lstm_ocr.lstm import initial_params, lstm_ocr
 
 
 @pytest.fixture
@@ -137,7 +137,7 @@ def _step(mod: mx.mod.Module, seed: int) -> None:
 @pytest.mark.parametrize("optimizer", ["adam", "sgd"])
 def test_optimizer_state_round_trips_without_pickle(tmp_path, optimizer):
     """Resuming from a saved state continues exactly as the uninterrupted run."""
-    from lstm_ocr_train import updater_of
+    from lstm_ocr.train import updater_of
 
     path = str(tmp_path / "ocr-0001.states")
     run = _trained_module(optimizer)
@@ -216,7 +216,7 @@ def test_a_meta_file_whose_alphabet_does_not_fit_the_params_is_refused(saved):
 
 
 def test_another_optimizers_state_is_refused_before_resuming(tmp_path):
-    from lstm_ocr_train import updater_of
+    from lstm_ocr.train import updater_of
 
     paths = {}
     for optimizer, options in (("adam", {}), ("sgd", {"momentum": 0.9})):

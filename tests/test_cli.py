@@ -7,8 +7,16 @@ import subprocess
 
 import pytest
 
-from cli import ArgumentParser, InputError, Interrupted, _raise_interrupted, check_count, run_main, write_atomically
 from conftest import PYTHON, ROOT
+from lstm_ocr.cli import (
+    ArgumentParser,
+    InputError,
+    Interrupted,
+    _raise_interrupted,
+    check_count,
+    run_main,
+    write_atomically,
+)
 
 
 def test_a_signal_while_a_log_line_is_written_still_stops_the_program():
@@ -72,7 +80,7 @@ def test_counts_far_beyond_the_machine_are_refused(value):
 def test_output_into_a_closed_pipe_is_one_line(tmp_path):
     """`... | head -1`: the reader goes away; the writer says so in one line, no traceback."""
     script = tmp_path / "many.py"
-    script.write_text(f"import sys\nsys.path.insert(0, {ROOT!r})\nfrom cli import run_main\n"
+    script.write_text(f"import sys\nsys.path.insert(0, {ROOT!r})\nfrom lstm_ocr.cli import run_main\n"
                       "def main():\n    for i in range(200000):\n        print(i)\nrun_main(main)\n")
     result = subprocess.run(f"{PYTHON} {script} | head -1", shell=True, capture_output=True, text=True, timeout=60)
     assert result.stdout == "0\n"
@@ -82,13 +90,13 @@ def test_output_into_a_closed_pipe_is_one_line(tmp_path):
 def test_ctrl_c_while_a_script_starts_is_one_line():
     """venv_check (imported first by the MXNet scripts) makes SIGINT during the slow imports one line."""
     script = os.path.join(ROOT, "lstm_ocr_train.py")
-    code = (f"import sys; sys.argv[0] = {script!r}; import os, signal, time, venv_check; "
+    code = (f"import sys; sys.argv[0] = {script!r}; import os, signal, time, lstm_ocr.venv_check; "
             "os.kill(os.getpid(), signal.SIGINT); time.sleep(30)")
     result = subprocess.run([PYTHON, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT)
     assert result.returncode == 130 and result.stderr == "error: interrupted by SIGINT\n"
-    library = subprocess.run([PYTHON, "-c", "import signal, venv_check; "
+    library = subprocess.run([PYTHON, "-c", "import signal, lstm_ocr.venv_check; "
                               "assert signal.getsignal(signal.SIGINT) is signal.default_int_handler"], cwd=ROOT)
-    assert library.returncode == 0  # imported by a library user (from reader import Reader): handlers untouched
+    assert library.returncode == 0  # imported by a library user (from lstm_ocr import Reader): handlers untouched
 
 
 @pytest.mark.parametrize("raised", [KeyboardInterrupt(), Interrupted("SIGTERM")])

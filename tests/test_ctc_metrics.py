@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from ctc_metrics import accuracy, accuracy_lcs, decode, lcs_length, lcs_ratio, remove_blank
+from lstm_ocr.ctc_metrics import accuracy, accuracy_lcs, decode, lcs_length, lcs_ratio, remove_blank
 
 
 def test_remove_blank_drops_padding():
@@ -47,8 +47,8 @@ def test_metrics_decode_time_major_batches():
 def test_ctc_loss_metric_is_the_same_from_the_loss_output_or_the_softmax():
     import mxnet as mx
 
-    from ctc_metrics import CtcLoss
-    from warpctc import ctc_loss_and_grad, log_softmax
+    from lstm_ocr.ctc_metrics import CtcLoss
+    from lstm_ocr.warpctc import ctc_loss_and_grad, log_softmax
 
     rng = np.random.default_rng(0)
     acts = rng.normal(size=(20, 3, 11))

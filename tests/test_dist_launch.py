@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-import checkpoint
-from conftest import PYTHON, ROOT, assert_all_exit, descendants_of, run_script
+from conftest import PYTHON, ROOT, assert_all_exit, descendants_of, run_module, run_script
+from lstm_ocr import checkpoint
 
 TINY = ["--num_epoch", "1", "--train_epoch_size", "128", "--eval_epoch_size", "32", "--batch_size", "32",
         "--num_hidden", "16", "--pool_size", "64", "--num_proc", "1"]
@@ -22,7 +22,7 @@ def launch(tmp_path, *args: str) -> tuple[subprocess.Popen, str]:
     """Start dist_launch.py with 2 workers and 1 server, its output going to a log file."""
     log = str(tmp_path / "launch.log")
     with open(log, "w") as out:
-        launcher = subprocess.Popen([PYTHON, os.path.join(ROOT, "dist_launch.py"), "-n", "2", "-s", "1", *args],
+        launcher = subprocess.Popen([PYTHON, "-m", "lstm_ocr.dist_launch", "-n", "2", "-s", "1", *args],
                                     stdout=out, stderr=subprocess.STDOUT, text=True)
     return launcher, log
 
@@ -93,7 +93,7 @@ def test_sigterm_stops_every_process(font, tmp_path):
 
 def test_a_killed_worker_stops_every_process_and_sets_the_exit_code(font, tmp_path):
     launcher, log, seen = training_started(tmp_path, font)
-    worker = next(pid for pid in seen if "lstm_ocr_train.py" in command_line(pid))
+    worker = next(pid for pid in seen if "lstm_ocr.train" in command_line(pid))
     os.kill(worker, signal.SIGKILL)
     assert launcher.wait(TIMEOUT) == 128 + signal.SIGKILL
     assert re.search(r"^error: worker \d exited with code 137; stopped every process", open(log).read(), re.M)
@@ -101,10 +101,10 @@ def test_a_killed_worker_stops_every_process_and_sets_the_exit_code(font, tmp_pa
 
 
 def test_bad_launcher_option_is_one_line():
-    result = run_script("dist_launch.py", "-n", "0", "font")
+    result = run_module("lstm_ocr.dist_launch", "-n", "0", "font")
     assert result.returncode == 2 and result.stderr.startswith("error: --num_workers must be between 1 and ")
 
 
 def test_the_launcher_needs_neither_opencv_nor_captcha_nor_mxnet():
-    code = "import sys, dist_launch; sys.exit(bool({'cv2', 'captcha', 'mxnet'} & set(sys.modules)))"
+    code = "import sys, lstm_ocr.dist_launch; sys.exit(bool({'cv2', 'captcha', 'mxnet'} & set(sys.modules)))"
     assert subprocess.run([PYTHON, "-c", code], cwd=ROOT, timeout=120).returncode == 0

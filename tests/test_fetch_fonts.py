@@ -1,4 +1,4 @@
-import fetch_fonts
+from lstm_ocr import fetch_fonts
 
 
 def test_a_package_that_cannot_be_had_is_a_warning_not_a_failure(tmp_path, monkeypatch, capsys):

@@ -3,8 +3,8 @@ import dataclasses
 
 import pytest
 
-import hyperparameters
-from hyperparameters import Hyperparams
+from lstm_ocr import hyperparameters
+from lstm_ocr.hyperparameters import Hyperparams
 
 ALNUM = "0123456789abcdefghijklmnopqrstuvwxyz"
 

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cli import InputError
-from hyperparameters import MAX_IMAGE_PIXELS, Hyperparams
-from images import read_gray, read_network_input
+from lstm_ocr.cli import InputError
+from lstm_ocr.hyperparameters import MAX_IMAGE_PIXELS, Hyperparams
+from lstm_ocr.images import read_gray, read_network_input
 
 
 def _text_image(ink: int = 40, paper: int = 230) -> np.ndarray:
@@ -166,7 +166,7 @@ def test_an_ico_holding_a_huge_png_is_refused_without_decoding(tmp_path):
 
 
 def test_pillows_own_bomb_check_stays_on_at_our_limit():
-    import images  # noqa: F401  (its import sets the limit)
+    from lstm_ocr import images  # noqa: F401  (its import sets the limit)
 
     assert Image.MAX_IMAGE_PIXELS == MAX_IMAGE_PIXELS
 

@@ -7,9 +7,9 @@ import shutil
 import pytest
 from PIL import Image
 
-import labelled_data
-from cli import InputError
-from hyperparameters import MAX_LABELS_BYTES
+from lstm_ocr import labelled_data
+from lstm_ocr.cli import InputError
+from lstm_ocr.hyperparameters import MAX_LABELS_BYTES
 
 
 def image(path, shade: int = 200) -> str:

@@ -4,9 +4,9 @@ import mxnet as mx
 import numpy as np
 import pytest
 
-from checkpoint import network_of
-from hyperparameters import Hyperparams
-from lstm import convert_params, inference_symbol, initial_params, lstm_ocr
+from lstm_ocr.checkpoint import network_of
+from lstm_ocr.hyperparameters import Hyperparams
+from lstm_ocr.lstm import convert_params, inference_symbol, initial_params, lstm_ocr
 
 
 def _forward(symbol, params: dict, data: np.ndarray) -> np.ndarray:
@@ -62,8 +62,8 @@ def test_training_symbol_swaps_to_the_inference_softmax(network, loss):
 
 @pytest.mark.parametrize("loss", ["ctc", "warpctc"])
 def test_a_checkpoint_converts_to_the_other_network_with_the_same_outputs(tmp_path, loss):
-    import checkpoint
     from conftest import run_script
+    from lstm_ocr import checkpoint
 
     hp = Hyperparams(num_hidden=12, loss=loss)
     params = convert_params(_random_unrolled_params(hp, seed=4), hp, "fused")
@@ -80,8 +80,8 @@ def test_a_checkpoint_converts_to_the_other_network_with_the_same_outputs(tmp_pa
 
 
 def test_a_conversion_never_writes_over_a_checkpoint(tmp_path):
-    import checkpoint
     from conftest import run_script
+    from lstm_ocr import checkpoint
 
     hp = Hyperparams(num_hidden=8)
     prefix = str(tmp_path / "fused")

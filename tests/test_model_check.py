@@ -11,11 +11,10 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-import checkpoint
-import model_check
-from cli import InputError
 from conftest import one_line_error, run_script
-from reader import Reader
+from lstm_ocr import checkpoint, model_check
+from lstm_ocr.cli import InputError
+from lstm_ocr.reader import Reader
 
 
 def _copy(prefix: str, tmp_path) -> str:
@@ -143,7 +142,7 @@ def test_deeply_nested_meta_and_history_files_are_one_line(model, sample, tmp_pa
     if text.startswith("["):  # one run of the command line
         one_line_error(run_script("lstm_ocr_infer.py", "--prefix", prefix, "--epoch", "3", sample),
                        "not a valid checkpoint meta file", "nested deeper than")
-    import training_curves
+    from lstm_ocr import curves as training_curves
 
     with open(training_curves.history_path(prefix), "w") as file:
         file.write(text)

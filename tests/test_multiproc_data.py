@@ -9,9 +9,9 @@ import pytest
 from PIL import Image, ImageDraw
 
 from conftest import ROOT, assert_all_exit, children_of
-from hyperparameters import Hyperparams
-from images import read_network_input
-from multiproc_data import FolderSource, MPData, WorkerDied
+from lstm_ocr.hyperparameters import Hyperparams
+from lstm_ocr.images import read_network_input
+from lstm_ocr.multiproc_data import FolderSource, MPData, WorkerDied
 
 
 def test_pool_gives_valid_batches_and_stops_its_workers(font):
@@ -46,8 +46,8 @@ def test_workers_exit_when_their_parent_is_killed(font, tmp_path):
     script = textwrap.dedent(f"""
         import sys, time
         sys.path.insert(0, {ROOT!r})
-        from hyperparameters import Hyperparams
-        from multiproc_data import MPData
+        from lstm_ocr.hyperparameters import Hyperparams
+        from lstm_ocr.multiproc_data import MPData
         if __name__ == "__main__":
             data = MPData(2, [{font!r}], Hyperparams(), block_size=4, pool_blocks=2)
             data.sample(4)
@@ -114,7 +114,7 @@ def test_unreadable_images_are_reported_and_augmentation_changes_every_sample(tm
 
 
 def test_every_format_and_mode_that_inference_reads_is_decoded(tmp_path):
-    import labelled_data
+    from lstm_ocr import labelled_data
 
     picture = Image.new("RGB", (120, 45), (230, 220, 200))
     ImageDraw.Draw(picture).rectangle((30, 10, 90, 35), fill=(20, 40, 160))

@@ -1,7 +1,7 @@
 import numpy as np
 
-from hyperparameters import Hyperparams
-from ocr_iter import OCRIter, fixed_iter
+from lstm_ocr.hyperparameters import Hyperparams
+from lstm_ocr.ocr_iter import OCRIter, fixed_iter
 
 
 def test_ocr_iter_serves_count_over_batch_size_batches_each_epoch():

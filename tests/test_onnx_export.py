@@ -9,15 +9,14 @@ import onnx
 import pytest
 from PIL import Image
 
-import checkpoint
-import onnx_export
-from captcha_generator import CaptchaGen
-from cli import InputError
 from conftest import ROOT, run_script
-from hyperparameters import Hyperparams
-from lstm import initial_params, lstm_ocr
-from onnx_export import UNROLLED_TO_ONNX_GATES, fused_layers
-from reader import Reader
+from lstm_ocr import checkpoint, onnx_export
+from lstm_ocr.captcha_generator import CaptchaGen
+from lstm_ocr.cli import InputError
+from lstm_ocr.hyperparameters import Hyperparams
+from lstm_ocr.lstm import initial_params, lstm_ocr
+from lstm_ocr.onnx_export import UNROLLED_TO_ONNX_GATES, fused_layers
+from lstm_ocr.reader import Reader
 
 CAPTCHAS = 1000
 TOLERANCE = 1e-4

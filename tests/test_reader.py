@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import arithmetic
-from cli import InputError
-from hyperparameters import Hyperparams
-from reader import Constraints, Reader, parse_length
+from lstm_ocr import arithmetic
+from lstm_ocr.cli import InputError
+from lstm_ocr.hyperparameters import Hyperparams
+from lstm_ocr.reader import Constraints, Reader, parse_length
 
 
 def test_reader_reads_paths_bytes_and_arrays_alike(model, onnx_model, sample):

@@ -2,7 +2,7 @@ import mxnet as mx
 import numpy as np
 import pytest
 
-from warpctc import ctc_loss_and_grad
+from lstm_ocr.warpctc import ctc_loss_and_grad
 
 
 def _reference(acts: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
