@@ -480,6 +480,7 @@ def main() -> None:
     app.state.model = reader.name
     GuardedH11Protocol.request_seconds = args.request_seconds
     GuardedH11Protocol.max_connections = args.max_connections
+    GuardedH11Protocol.max_body = args.max_body
     logging.basicConfig(format="%(levelname)s: %(message)s", level=logging.INFO)
     # loop "auto" is uvloop (pinned in the requirements; asyncio where it does not run): 20 % less of the event
     # loop's time per request (docs/service.md)

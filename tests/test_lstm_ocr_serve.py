@@ -589,3 +589,96 @@ def test_a_port_in_use_is_one_line(onnx_model):
         taken.listen()
         result = run_script("lstm_ocr_serve.py", "--onnx", onnx_model, "--port", str(taken.getsockname()[1]))
     assert result.returncode == 2 and result.stderr.startswith("error: cannot listen on 127.0.0.1:")
+
+
+def chunked(data: bytes, size: int = 65536, last: bool = True) -> bytes:
+    """`data` in chunks of `size` bytes, and the last (empty) chunk unless `last` is False."""
+    return b"".join(b"%x\r\n%s\r\n" % (len(data[k:k + size]), data[k:k + size])
+                    for k in range(0, len(data), size)) + (b"0\r\n\r\n" if last else b"")
+
+
+def test_one_body_limit_holds_for_every_route_before_the_body_is_buffered(onnx_model, tmp_path):
+    """--max_body bounds /feedback, /health and unknown paths as it does /read, by Content-Length and
+    by counting a chunked body as it arrives; the server's memory stays where it was."""
+    running = Service("--onnx", onnx_model, "--max_body", "100000", "--collect", str(tmp_path / "c"))
+    try:
+        before = rss_kb(running.process.pid)
+        for path in ("/feedback", "/read", "/health", "/nothing"):
+            answer = running.raw(f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                                 f"Content-Length: 100001\r\n\r\n".encode() + b"{" * 100001)
+            assert answer.startswith(b"HTTP/1.1 413"), (path, answer[:200])
+            assert "over the limit" in json.loads(answer.split(b"\r\n\r\n", 1)[1])["error"]
+            with socket.create_connection(("127.0.0.1", running.port), timeout=TIMEOUT) as client:
+                client.sendall(f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                               "Transfer-Encoding: chunked\r\n\r\n".encode())
+                try:  # 64 MB offered: the server answers and closes long before
+                    for _ in range(1024):
+                        client.sendall(chunked(b'"' * 65536, last=False))
+                except OSError:
+                    pass
+                answer = receive_all(client)
+            # (/health and unknown paths answer 405 and 404 before the body; what follows is still counted)
+            assert b"HTTP/1.1 413" in answer and b"connection: close" in answer.lower(), (path, answer[:200])
+        assert rss_kb(running.process.pid) - before < 50_000
+        status, found, _ = running.post_json("/feedback", {"id": "0" * 32, "correct": True})
+        assert status == 404  # a body within the limit is still read
+    finally:
+        code, stderr = running.stop()
+    assert code == 0 and "Traceback" not in stderr, stderr
+
+
+def rss_kb(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as file:
+        return int(next(line for line in file if line.startswith("VmRSS")).split()[1])
+
+
+def test_content_length_with_transfer_encoding_is_400_and_closed(service, images):
+    """RFC 9112 6.1: such a request may be smuggling a second one; it is refused and the connection
+    closed, so nothing after it is read as a request."""
+    smuggled = b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n"
+    body = chunked(images[0])
+    answer = service.raw(post_head(len(body), "Transfer-Encoding: chunked\r\n") + body + smuggled,
+                         close_write=False)
+    assert answer.startswith(b"HTTP/1.1 400") and answer.count(b"HTTP/1.1") == 1, answer[:300]
+    assert "Transfer-Encoding" in json.loads(answer.split(b"\r\n\r\n", 1)[1])["error"]
+
+
+def test_pipelining_clients_that_never_read_cannot_hold_the_slots(onnx_model, images):
+    """40 clients pipeline requests and never read an answer, against --max_connections 32: once their
+    answers back up, each is dropped at the write deadline or evicted for a newcomer, and a real
+    client is served, never answered 503."""
+    running = Service("--onnx", onnx_model, "--max_connections", "32", "--request_seconds", "2")
+    request = b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n"
+    stop = threading.Event()
+    hogs = []
+    for _ in range(40):
+        client = socket.socket()
+        client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # it reads nothing anyway
+        client.settimeout(TIMEOUT)
+        client.connect(("127.0.0.1", running.port))
+        hogs.append(client)
+
+    def pipeline(client: socket.socket) -> None:
+        try:
+            while not stop.is_set():
+                client.sendall(request * 256)
+        except OSError:
+            pass
+
+    threads = [threading.Thread(target=pipeline, args=(client,)) for client in hogs]
+    try:
+        for thread in threads:
+            thread.start()
+        stop.wait(4)  # long enough for their answers to back up and the write deadline to pass
+        for _ in range(3):
+            status, found, _ = running.request("POST", "/read", images[0])
+            assert status == 200 and found["readings"][0]["text"], (status, found)
+    finally:
+        stop.set()
+        for client in hogs:
+            client.close()
+        for thread in threads:
+            thread.join(TIMEOUT)
+        code, stderr = running.stop()
+    assert code == 0 and "Traceback" not in stderr, stderr
+    assert "read no answer within 2 s" in stderr or "answers unread" in stderr
