@@ -360,7 +360,8 @@ def create_app(reader: Reader, batcher: Batcher, settings: Settings, store: Feed
     @app.post("/feedback", response_model=FeedbackAnswer, responses={404: {"model": ReadAnswer}})
     async def feedback(answer: Feedback) -> FeedbackAnswer:
         """Say whether a reading was right (`correct`), or give the right `text`: its image is filed into
-        the --collect folder as `NNNNNN_TEXT.png`, which `lstm_ocr_train.py --train_dir` reads."""
+        the --collect folder as `NNNNNN.png` with its text in the folder's labels.csv, which
+        `lstm_ocr_train.py --train_dir` reads."""
         if store is None:
             raise Refused(404, "feedback is off: start the service with --collect DIR to file confirmed readings")
         try:

@@ -280,7 +280,8 @@ def test_feedback_files_images_the_trainer_reads(service, tmp_path, images):
     _, found, _ = service.request("POST", "/read", images[2])
     status, answer, _ = service.post_json("/feedback", {"id": found["readings"][0]["id"], "correct": False})
     assert status == 200 and answer["filed"] is None  # a wrong reading without the right text teaches nothing
-    assert sorted(os.listdir(folder)) == ["000001_" + first["text"] + ".png", "000002_1234.png"]
+    assert sorted(os.listdir(folder)) == [".labels.lock", "000001_" + first["text"] + ".png", "000002_1234.png",
+                                          "labels.csv"]
     assert [text for _, text in folder_items(str(folder))] == [first["text"], "1234"]
 
 
