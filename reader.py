@@ -58,6 +58,8 @@ def load_module(prefix: str, epoch: int, batch_size: int) -> tuple:
     try:
         per_image = model_check.check_bound_graph(inference, (hp.image_width, hp.image_height),
                                                   arg_params | aux_params)
+        steps = model_check.output_steps(inference, (hp.image_width, hp.image_height))
+        model_check.check_output_steps(steps, hp.image_width, "its graph")
     except InputError as error:
         raise checkpoint.CheckpointError(f"{checkpoint.params_path(prefix, epoch)} does not fit "
                                          f"{checkpoint.symbol_path(prefix)}: {error}") from None
@@ -301,7 +303,12 @@ class Reader:
     def probabilities(self, inputs: np.ndarray) -> np.ndarray:
         """The model's softmax outputs (N, steps, classes) for network inputs (N, width, height) uint8."""
         with self._lock:
-            return np.asarray(self.model.probabilities(to_float(inputs)))
+            probs = np.asarray(self.model.probabilities(to_float(inputs)))
+        if probs.ndim != 3 or probs.shape[0] != len(inputs) or probs.shape[2] != self.hp.num_classes \
+                or not 1 <= probs.shape[1] <= min(self.hp.image_width, model_check.MAX_OUTPUT_STEPS):
+            raise InputError(f"{self.name} gave an output of shape {probs.shape} for {len(inputs)} images, not "
+                             f"(images, at most {self.hp.image_width} steps, {self.hp.num_classes} classes)")
+        return probs
 
     def decode(self, probs: np.ndarray, constraints: Constraints = Constraints()) -> list[Reading]:
         """Readings of the model's outputs. An output that is not a probability per step (NaN, infinity,
