@@ -466,7 +466,6 @@ def main() -> None:
     for name in ("request_seconds", "drain_seconds", "collect_seconds", "collect_mb"):
         if not 0 < getattr(args, name) <= 1e6:
             raise InputError(f"--{name} must be a positive number, got {getattr(args, name)}")
-    sock = listen(args.host, args.port)
     reader = open_reader(args, batch_size=args.max_batch, threads=args.threads, spin=False)
     settings = Settings(args.max_body, args.max_pixels, SERVE_MAX_FILES, args.min_confidence, args.allowed,
                         args.length)
@@ -476,6 +475,7 @@ def main() -> None:
     if args.collect:
         store = FeedbackStore(args.collect, reader.hp.chars, args.collect_seconds, args.collect_count,
                               min(256 << 20, args.collect_count * args.max_body), int(args.collect_mb * 1e6))
+    sock = listen(args.host, args.port)  # after the model and the folder: their errors never depend on the port
     batcher = Batcher(reader, args.max_batch, args.max_wait_ms)
     app = create_app(reader, batcher, settings, store, args.cors_origin)
     app.state.model = reader.name

@@ -579,7 +579,9 @@ def test_answer_puts_each_sums_parsed_answer_in_its_reading(font):
     (["--length", "x"], "--length"),
 ])
 def test_bad_options_are_one_line(args, words):
-    result = run_script("lstm_ocr_serve.py", *args)
+    """Any free port: the default 8000 may be taken on a busy machine (another service, another test run),
+    and the model is checked before the port is bound, so that its error never depends on it."""
+    result = run_script("lstm_ocr_serve.py", "--port", "0", *args)
     assert result.returncode == 2 and result.stderr.startswith("error: ") and result.stderr.count("\n") == 1
     assert words in result.stderr and "Traceback" not in result.stderr
 
