@@ -43,7 +43,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StrictFloat, StrictInt, StrictStr
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
@@ -100,9 +100,9 @@ class ReadAnswer(BaseModel):
 class ReadJson(BaseModel):
     image: str | None = Field(None, description="one image, base64 (a data: URL too)")
     images: list[str] | None = Field(None, description="several images, base64")
-    min_confidence: float | None = None
-    allowed: str | None = None
-    length: str | int | None = None
+    min_confidence: StrictFloat | StrictInt | None = None  # strict: `true` is no number
+    allowed: StrictStr | None = None
+    length: StrictStr | StrictInt | None = None
 
 
 class Feedback(BaseModel):
