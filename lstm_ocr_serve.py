@@ -42,7 +42,7 @@ import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field, StrictFloat, StrictInt, StrictStr
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
@@ -256,6 +256,74 @@ def options_of(request: Request, body_options: dict, settings: Settings, reader:
     return minimum, constraints
 
 
+async def read_unless_gone(request: Request, batcher: Batcher, inputs: np.ndarray, constraints) -> list[Reading]:
+    """The batcher's readings of `inputs`; a client that leaves while they wait takes its images out of
+    the queue (nothing is computed for nobody). An error of the model is a 500 (the batcher logs it)."""
+    reading = asyncio.ensure_future(batcher.read(inputs, constraints))
+    gone = asyncio.ensure_future(disconnected(request))
+    try:
+        await asyncio.wait({reading, gone}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        gone.cancel()
+        if not reading.done():
+            reading.cancel()  # its job's future is cancelled: the batcher skips it
+    if not reading.done() or reading.cancelled():
+        request.scope[CLOSED_HERE] = True  # logged here, once
+        log.warning("%s:%s left before its answer: its %d images were taken out of the queue",
+                    *(request.client or ("a client", "")), len(inputs))
+        raise ClientDisconnect()
+    try:
+        return reading.result()
+    except Exception as error:
+        raise Refused(500, f"the model failed on this request's batch ({type(error).__name__}: "
+                           f"{' '.join(str(error).split())[:200]})") from None
+
+
+async def disconnected(request: Request) -> None:
+    """Returns once the client has closed the connection (its body has been read whole already)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+class JsonErrors:
+    """ASGI middleware: an error nothing else answered is a JSON 500 and one log line, never a
+    traceback (uvicorn's answer is text and logs 40 lines per request)."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        started = False
+
+        async def sending(message: dict) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        except Exception as error:
+            log.error("%s %s failed: %s: %s", scope.get("method"), scope.get("path"), type(error).__name__,
+                      " ".join(str(error).split())[:300])
+            if not started:
+                await error_answer(500, f"the server failed on this request ({type(error).__name__})")(
+                    scope, receive, send)
+
+
+class JsonCORSMiddleware(CORSMiddleware):
+    """Starlette's CORS, whose refused preflight (text) is answered in the service's JSON shape."""
+
+    def preflight_response(self, request_headers) -> Response:
+        response = super().preflight_response(request_headers)
+        if response.status_code < 400:
+            return response
+        headers = {k: v for k, v in response.headers.items() if k.lower() not in ("content-length", "content-type")}
+        return JSONResponse({"readings": [], "error": f"CORS preflight refused: {bytes(response.body).decode()}"},
+                            response.status_code, headers=headers)
+
+
 def reading_dict(reading: Reading, minimum: float | None) -> dict:
     found = reading.to_dict()
     if minimum is not None and reading.error is None:
@@ -278,8 +346,9 @@ def create_app(reader: Reader, batcher: Batcher, settings: Settings, store: Feed
 
     app = FastAPI(title="lstm-ocr", summary="Reads captchas with an LSTM + CTC network",
                   version="1.0.0", lifespan=lifespan)
+    app.add_middleware(JsonErrors)
     if cors_origins:
-        app.add_middleware(CORSMiddleware, allow_origins=cors_origins, allow_methods=["GET", "POST"],
+        app.add_middleware(JsonCORSMiddleware, allow_origins=cors_origins, allow_methods=["GET", "POST"],
                            allow_headers=["Content-Type"])
 
     @app.exception_handler(Refused)
@@ -344,7 +413,8 @@ def create_app(reader: Reader, batcher: Batcher, settings: Settings, store: Feed
                         upload.error = " ".join(str(error).split())
                 inputs.append(None)
         good = [k for k, found in enumerate(inputs) if found is not None]
-        readings = await batcher.read(np.stack([inputs[k] for k in good]), constraints) if good else []
+        readings = await read_unless_gone(request, batcher, np.stack([inputs[k] for k in good]), constraints) \
+            if good else []
         found: list[dict] = [{"error": upload.error} for upload in files]
         for k, reading in zip(good, readings, strict=True):
             found[k] = reading_dict(reading, minimum)

@@ -36,7 +36,7 @@ from hyperparameters import SERVE_MAX_BODY_BYTES
 
 log = logging.getLogger("lstm_ocr_serve")
 LINGER_SECONDS = 1.0
-SEND_BUFFER_BYTES = 64 * 1024  # the kernel's, per connection (it books twice this)
+SEND_BUFFER_BYTES = 16 * 1024  # the kernel's per connection (it books twice this), and the transport's high water
 CLOSED_HERE = "lstm_ocr.closed_by_server"  # a scope key: this protocol closed the request's connection
 
 
@@ -78,6 +78,7 @@ class GuardedH11Protocol(H11Protocol):
             # The kernel's send buffer would grow to megabytes for a client that reads nothing, hiding it
             # from the write deadline; answers are a few kilobytes, so a bounded one costs no speed.
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER_BYTES)
+        transport.set_write_buffer_limits(high=SEND_BUFFER_BYTES)  # then pause_writing: the deadline starts
         self._arm()
         if len(self.connections) > self.max_connections and not self._make_room():
             log.warning("refused a connection from %s: %d connections, all busy", self._peer(), self.max_connections)

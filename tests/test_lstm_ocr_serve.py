@@ -63,8 +63,8 @@ def reader(onnx_model) -> Reader:
 class Service:
     """A running lstm_ocr_serve.py on a free port of 127.0.0.1."""
 
-    def __init__(self, *args: str, python: str = PYTHON):
-        self.process = subprocess.Popen([python, SERVE, "--port", "0", *args], stdout=subprocess.PIPE,
+    def __init__(self, *args: str, python: str = PYTHON, script: str = SERVE):
+        self.process = subprocess.Popen([python, script, "--port", "0", *args], stdout=subprocess.PIPE,
                                         stderr=subprocess.PIPE, text=True)
         with selectors.DefaultSelector() as selector:
             selector.register(self.process.stdout, selectors.EVENT_READ)
@@ -672,7 +672,7 @@ def test_pipelining_clients_that_never_read_cannot_hold_the_slots(onnx_model, im
     try:
         for thread in threads:
             thread.start()
-        stop.wait(4)  # long enough for their answers to back up and the write deadline to pass
+        stop.wait(5)  # long enough for their answers to back up and the write deadline to pass
         for _ in range(3):
             status, found, _ = running.request("POST", "/read", images[0])
             assert status == 200 and found["readings"][0]["text"], (status, found)
@@ -685,3 +685,97 @@ def test_pipelining_clients_that_never_read_cannot_hold_the_slots(onnx_model, im
         code, stderr = running.stop()
     assert code == 0 and "Traceback" not in stderr, stderr
     assert "read no answer within 2 s" in stderr or "answers unread" in stderr
+
+
+def model_that(tmp_path, after_warm_up: str) -> str:
+    """A script serving with a model whose every forward pass after the warm-up first runs `after_warm_up`
+    (Python code: a model thread that breaks, or is slow)."""
+    script = tmp_path / "serve_with_model.py"
+    script.write_text(f"""import sys, time
+sys.path.insert(0, {ROOT!r})
+sys.argv[0] = {SERVE!r}
+import reader
+calls, original = [], reader.Reader.probabilities
+def probabilities(self, inputs):
+    calls.append(len(inputs))
+    if len(calls) > 1:
+        {after_warm_up}
+    return original(self, inputs)
+reader.Reader.probabilities = probabilities
+import lstm_ocr_serve
+from cli import run_main
+run_main(lstm_ocr_serve.main)
+""")
+    return str(script)
+
+
+def test_an_error_in_the_models_thread_is_a_json_500_and_one_log_line(onnx_model, tmp_path, images):
+    script = model_that(tmp_path, "raise RuntimeError('the model thread broke\\n(second line)')")
+    running = Service("--onnx", onnx_model, script=script)
+    try:
+        for _ in range(3):
+            status, found, headers = running.request("POST", "/read", images[0])
+            assert status == 500 and "RuntimeError: the model thread broke" in found["error"], found
+            assert headers["content-type"] == "application/json"
+        status, _, _ = running.request("GET", "/health")
+        assert status == 200
+    finally:
+        code, stderr = running.stop()
+    assert code == 0 and "Traceback" not in stderr, stderr
+    assert stderr.count("the model failed on a batch of 1 images: RuntimeError") == 3, stderr
+
+
+def test_abandoned_requests_are_not_computed(onnx_model, tmp_path, images):
+    """Requests whose clients reset their connections while they wait for the model are taken out of
+    the queue: the model reads only the images of clients still there."""
+    busy = tmp_path / "busy"
+    script = model_that(tmp_path, f"open({str(busy)!r}, 'a').close(); time.sleep(3)")
+    running = Service("--onnx", onnx_model, "--max_batch", "1", script=script)
+    try:
+        first = threading.Thread(target=running.request, args=("POST", "/read", images[0]))
+        first.start()  # holds the model for 3 s
+        for _ in range(TIMEOUT * 20):  # until the first request is in the model; the others queue behind it
+            if busy.exists():
+                break
+            threading.Event().wait(0.05)
+        leaving = []
+        for _ in range(4):
+            client = socket.create_connection(("127.0.0.1", running.port), timeout=TIMEOUT)
+            client.sendall(post_head(len(images[1])) + images[1])
+            leaving.append(client)
+        threading.Event().wait(1)  # their bodies are read and queued behind the first
+        for client in leaving:  # a reset, as a client that times out and goes away
+            client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            client.close()
+        first.join(TIMEOUT)
+        status, found, _ = running.request("POST", "/read", images[2])
+        assert status == 200 and found["readings"][0]["text"]
+        _, health, _ = running.request("GET", "/health")
+        assert health["images_read"] == 2, health
+    finally:
+        code, stderr = running.stop()
+    assert code == 0 and "Traceback" not in stderr, stderr
+    assert stderr.count("left before its answer") == 4, stderr
+
+
+def test_bad_tiffs_options_and_preflights_are_json_answers(onnx_model, images):
+    running = Service("--onnx", onnx_model, "--cors_origin", "https://ok.example")
+    try:
+        from test_images import _tiff_with_float_strip_offsets
+        body, headers = multipart([("good.png", images[0]), ("float.tif", _tiff_with_float_strip_offsets()),
+                                   ("also.png", images[3])])
+        status, found, _ = running.request("POST", "/read", body, headers)
+        assert status == 200 and found["readings"][0]["text"] and found["readings"][2]["text"]
+        assert "cannot be decoded (TypeError" in found["readings"][1]["error"]
+        for bad in ({"length": True}, {"min_confidence": True}, {"allowed": 12}):
+            status, found, _ = running.post_json("/read", {"image": base64.b64encode(images[0]).decode()} | bad)
+            assert status == 400 and list(bad)[0] in found["error"], found
+        status, found, headers = running.request("OPTIONS", "/read", headers={
+            "Origin": "https://evil.example", "Access-Control-Request-Method": "POST"})
+        assert status == 400 and "CORS" in found["error"] and headers["content-type"] == "application/json"
+        status, _, headers = running.request("OPTIONS", "/read", headers={
+            "Origin": "https://ok.example", "Access-Control-Request-Method": "POST"})
+        assert status == 200 and headers["access-control-allow-origin"] == "https://ok.example"
+    finally:
+        code, stderr = running.stop()
+    assert code == 0 and "Traceback" not in stderr, stderr
