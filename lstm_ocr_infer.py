@@ -128,11 +128,14 @@ def main() -> None:
     check_model_options(args)
     paths = image_paths(args.images)
     reader = open_reader(args)
-    readings = reader.read_many(paths, args.allowed, args.length)
+    one_image = len(args.images) == 1 and paths == args.images
+    # One image: a bad one is the error (exit 2). Many: decoded a batch at a time, and an image that
+    # cannot be read is its own `error:` line (exit 1 at the end), the others read.
+    readings = reader.read_many(paths, args.allowed, args.length) if one_image else \
+        list(reader.read_each(paths, args.allowed, args.length))
     hp = reader.hp
     rejected = [args.min_confidence is not None and r.error is None and r.confidence < args.min_confidence
                 for r in readings]
-    one_image = len(args.images) == 1 and paths == args.images
     labels = [None] * len(paths) if one_image else [None if label is None else hp.fold(label)
                                                      for label in labels_of(paths)]
     answers = [None if label is None or not args.answer else expected_answer(label, path)

@@ -22,6 +22,7 @@ import io
 import os
 import re
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -287,11 +288,33 @@ class Reader:
         return self.read_inputs(self.network_input(source)[None], self.constraints(allowed, length))[0]
 
     def read_many(self, sources, allowed: str | None = None, length=None) -> list[Reading]:
-        """The readings of many images (any iterable of what `read` takes), in batches; every image is
-        decoded (and checked) first."""
+        """The readings of many images (any iterable of what `read` takes), decoded and read a batch at
+        a time (memory bounded however many there are); InputError for the first that cannot be read."""
+        return list(self.read_each(sources, allowed, length, unreadable="raise"))
+
+    def read_each(self, sources, allowed: str | None = None, length=None,
+                  unreadable: str = "reading") -> Iterator[Reading]:
+        """The reading of each image, in order, decoded a batch (`batch_size`) at a time. An image that
+        cannot be decoded is a Reading with its `error` (`unreadable="raise"`: InputError)."""
         constraints = self.constraints(allowed, length)
-        inputs = [self.network_input(source) for source in sources]
-        return self.read_inputs(np.stack(inputs), constraints) if inputs else []
+        batch: list[np.ndarray | str] = []
+        for source in sources:
+            try:
+                batch.append(self.network_input(source))
+            except InputError as error:
+                if unreadable == "raise":
+                    raise
+                batch.append(" ".join(str(error).split()))
+            if len(batch) == self.batch_size:
+                yield from self._read_batch(batch, constraints)
+                batch = []
+        if batch:
+            yield from self._read_batch(batch, constraints)
+
+    def _read_batch(self, batch: list, constraints: Constraints) -> list[Reading]:
+        good = [item for item in batch if not isinstance(item, str)]
+        readings = iter(self.read_inputs(np.stack(good), constraints) if good else [])
+        return [_failed(item) if isinstance(item, str) else next(readings) for item in batch]
 
     def read_inputs(self, inputs: np.ndarray, constraints: Constraints = Constraints()) -> list[Reading]:
         """Readings of network inputs (N, width, height) uint8, in batches of `batch_size`."""
