@@ -16,8 +16,9 @@ image, a reading or its own "error". Options (query, form fields or JSON keys): 
 length. `POST /feedback` files the image of a reading into the --collect folder under its right text.
 `GET /health` names the model and its alphabet; the schema is at /docs and /openapi.json.
 
-Limits: --max_body bytes per request (413), --max_pixels per image (read from its header before it
-is decoded), a --request_seconds deadline for each whole request, --max_connections connections,
+Limits: --max_body bytes per request on every route (413), --max_pixels per image (read from its header
+before it is decoded), a --request_seconds deadline for each whole request and for a client to read its
+answers, --max_connections connections,
 at most 4 decodes per core at once (16 in all). SIGTERM or Ctrl-C stops accepting, finishes the requests in
 flight (at most --drain_seconds) and exits 0.
 """
