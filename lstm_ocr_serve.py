@@ -412,6 +412,10 @@ def create_app(reader: Reader, batcher: Batcher, settings: Settings, store: Feed
                         continue
                     except InputError as error:
                         upload.error = " ".join(str(error).split())
+                    except Exception as error:  # any other failure of one file is that file's error
+                        log.error("decoding %s failed: %s: %s", upload.name or "an image", type(error).__name__,
+                                  " ".join(str(error).split())[:300])
+                        upload.error = f"cannot be read ({type(error).__name__})"
                 inputs.append(None)
         good = [k for k, found in enumerate(inputs) if found is not None]
         readings = await read_unless_gone(request, batcher, np.stack([inputs[k] for k in good]), constraints) \
