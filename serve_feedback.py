@@ -76,6 +76,9 @@ class FeedbackStore:
         numbers = [int(match.group(1)) for entry in names if (match := NUMBERED.match(entry.name))]
         self.next_number = max(numbers, default=0) + 1
         found = labelled_data.labels_file(folder)  # InputError for one that cannot be read
+        if found is not None and os.path.islink(found):
+            raise InputError(f"--collect {folder}: its {os.path.basename(found)} is a link; the service rewrites "
+                             "that file in place, so it must be a file of the folder's own")
         self.labels_path = found or os.path.join(folder, LABELS_NAME)
         self.delimiter = labelled_data.LABEL_FILES[os.path.basename(self.labels_path)]
         if found is None:  # the images already there keep the labels their names give them

@@ -111,7 +111,7 @@ def test_two_servers_on_one_folder_lose_nothing(tmp_path):
                                                                            for k in range(40))
 
 
-@pytest.mark.parametrize("kind", ["dangling", "fifo", "folder"])
+@pytest.mark.parametrize("kind", ["dangling", "fifo", "folder", "link"])
 def test_a_labels_file_that_cannot_be_read_is_refused(tmp_path, kind):
     folder = tmp_path / "collected"
     folder.mkdir()
@@ -121,7 +121,10 @@ def test_a_labels_file_that_cannot_be_read_is_refused(tmp_path, kind):
         labels.symlink_to(tmp_path / "moved" / "labels.csv")
     elif kind == "fifo":
         os.mkfifo(labels)
-    else:
+    elif kind == "folder":
         labels.mkdir()
-    with pytest.raises(InputError, match="labels file"):
+    else:  # a link to a readable file elsewhere: it would be rewritten in place
+        (tmp_path / "elsewhere.csv").write_text("file,text\n0001_12.png,12\n")
+        labels.symlink_to(tmp_path / "elsewhere.csv")
+    with pytest.raises(InputError, match="labels file|is a link"):
         store(folder)
