@@ -440,7 +440,9 @@ def create_app(reader: Reader, batcher: Batcher, settings: Settings, store: Feed
         if store is None:
             raise Refused(404, "feedback is off: start the service with --collect DIR to file confirmed readings")
         try:
-            return FeedbackAnswer(id=answer.id, filed=store.file(answer.id, answer.correct, answer.text))
+            # in a thread: the write waits for the folder's lock and the disk (fsync), never the event loop
+            filed = await asyncio.to_thread(store.file, answer.id, answer.correct, answer.text)
+            return FeedbackAnswer(id=answer.id, filed=filed)
         except FeedbackError as error:
             raise Refused(error.status, str(error)) from None
 
