@@ -149,15 +149,19 @@ class FeedbackStore:
             if self.used + len(kept.data) > self.max_bytes:
                 raise FeedbackError(507, f"the --collect folder holds {self.used} bytes, at its limit of "
                                          f"{self.max_bytes}: move its images away (to train on them) to collect more")
-            try:
-                name = self._write(kept.data, label)
-            except OSError as error:
-                raise FeedbackError(507, f"cannot write into the --collect folder: {error.strerror or error}") from None
-            self._forget(reading_id)
+            self._forget(reading_id)  # taken while it is written: a second answer for it is a 404
+        try:  # outside the lock: the folder's lock and the disk never hold up keep() (the event loop)
+            name = self._write(kept.data, label)
+        except OSError as error:
+            with self._lock:  # kept again, for a retry
+                self._kept[reading_id] = kept
+                self._kept_bytes += len(kept.data)
+            raise FeedbackError(507, f"cannot write into the --collect folder: {error.strerror or error}") from None
+        with self._lock:
             self.used += len(kept.data)
             self._filed.add(digest)
             self.filed += 1
-            return name
+        return name
 
     def _forget(self, reading_id: str) -> None:
         kept = self._kept.pop(reading_id)

@@ -101,13 +101,14 @@ def test_two_servers_on_one_folder_lose_nothing(tmp_path):
         for k in range(40):
             names.append(server.file(server.keep(png(offset + k), "?"), False, f"{offset + k}/1"))
 
-    threads = [threading.Thread(target=file_many, args=(server, 100 * n)) for n, server in enumerate(servers)]
+    starts = {0: servers[0], 100: servers[1], 200: servers[0]}  # two stores, one of them filing from two threads
+    threads = [threading.Thread(target=file_many, args=(server, start)) for start, server in starts.items()]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    assert len(names) == len(set(names)) == 80
-    assert sorted(text for _, text in folder_items(str(folder))) == sorted(f"{o + k}/1" for o in (0, 100)
+    assert len(names) == len(set(names)) == 120
+    assert sorted(text for _, text in folder_items(str(folder))) == sorted(f"{o + k}/1" for o in starts
                                                                            for k in range(40))
 
 
