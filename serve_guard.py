@@ -126,7 +126,10 @@ class GuardedH11Protocol(H11Protocol):
 
     def _too_large(self, message: str) -> Any:
         log.warning("refused a request from %s: %s", self._peer(), message)
-        self._close_with(413, "Content Too Large", message)
+        if self.cycle is not None and self.cycle.response_complete and self.conn.their_state is h11.SEND_BODY:
+            self._linger()  # this request was answered already (404, 405): one answer each, then the close
+        else:
+            self._close_with(413, "Content Too Large", message)
         return h11.PAUSED
 
     def shutdown(self) -> None:
