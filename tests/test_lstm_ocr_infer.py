@@ -437,3 +437,14 @@ def test_a_folder_is_read_in_batches_and_a_bad_file_is_its_own_line(model, sampl
     assert passes[0] == (2, 2)  # the first batch is read after two images are decoded, not seven
     with pytest.raises(InputError):
         reader.read_many(sorted(str(p) for p in folder.iterdir()))
+
+
+def test_a_labels_file_that_cannot_be_read_is_one_line_before_any_reading(model, sample, tmp_path):
+    """A moved labels folder leaves labels.csv dangling: the names must not become the labels."""
+    folder = tmp_path / "set"
+    folder.mkdir()
+    for index in range(2):
+        shutil.copy(sample, folder / f"{index:04d}_0089.png")
+    (folder / "labels.csv").symlink_to(tmp_path / "moved" / "labels.csv")
+    one_line_error(run_script("lstm_ocr_infer.py", "--prefix", model, "--epoch", "3", str(folder)),
+                   "labels.csv cannot be read: a link to nothing")
