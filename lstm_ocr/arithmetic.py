@@ -30,6 +30,7 @@ MAX_FACTOR = 9  # operands of a product, divisors and quotients
 TEXT_DEFAULTS = {"chars": ALPHABET, "min_len": MIN_LEN, "max_len": MAX_LEN}
 TWO_OPERATOR_SHARE = 0.35
 QUESTION_SHARE = 0.5  # expressions that end `=?` rather than `=`
+MAX_TEXT = 1000  # characters; an answer then has fewer digits than the text, far below int's 4,300
 
 
 def _tokens(text: str) -> list[str] | None:
@@ -58,7 +59,10 @@ def _tokens(text: str) -> list[str] | None:
 def answer(text: str) -> int | None:
     """The integer value of the arithmetic captcha `text` (`7+3=?` gives 10), or None when it does not
     parse under the grammar above (a number alone, `73=?`, is a reading that lost its operator), or a
-    division is inexact or by zero."""
+    division is inexact or by zero. A text longer than MAX_TEXT characters is no captcha: None (its
+    numbers, and their products, could pass Python's limit on the digits of an int and string)."""
+    if len(text) > MAX_TEXT:
+        return None
     tokens = _tokens(text)
     if not tokens:
         return None

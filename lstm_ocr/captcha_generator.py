@@ -138,7 +138,8 @@ class CaptchaGen:
 
 def write_labelled(gen: CaptchaGen, count: int, folder: str) -> None:
     """`count` random captchas in `folder` (created if needed), named NNNN_TEXT.png; in the arithmetic
-    style, named NNNN_ANSWER.png, with their texts in the folder's labels.csv."""
+    style, named NNNN_ANSWER.png, and with an alphabet a name cannot hold (`/`, `_`), NNNN.png, with
+    their texts in the folder's labels.csv."""
     check_count("count", count, MAX_COUNT)
     parent = os.path.dirname(os.path.abspath(folder))
     if not os.path.isdir(parent):
@@ -146,9 +147,8 @@ def write_labelled(gen: CaptchaGen, count: int, folder: str) -> None:
     if os.path.exists(folder) and not os.path.isdir(folder):
         raise InputError(f"{folder} is a file; --count writes into a folder")
     sums = gen.style == "arithmetic"  # texts such as 8/2=: named by their answer, texts in labels.csv
-    unsafe = sorted(set(gen.hp.chars) & set(NAME_UNSAFE))
-    if unsafe and not sums:
-        raise InputError(f"--chars has {''.join(unsafe)!r}, which cannot stand in a file name NNNN_TEXT.png")
+    # an alphabet a file name cannot hold (/, _, ...): files NNNN.png, texts in labels.csv
+    unsafe = bool(set(gen.hp.chars) & set(NAME_UNSAFE)) and not sums
     try:
         existing = os.listdir(folder) if os.path.isdir(folder) else []
     except OSError as error:
@@ -166,10 +166,11 @@ def write_labelled(gen: CaptchaGen, count: int, folder: str) -> None:
     rows = []
     for index in range(count):
         text = gen.random_text()
-        name = f"{index:0{width}d}_{arithmetic.answer(text) if sums else text}.png"
+        label = "" if unsafe else f"_{arithmetic.answer(text) if sums else text}"
+        name = f"{index:0{width}d}{label}.png"
         write_image(gen.render(text), os.path.join(folder, name))
         rows.append((name, text))
-    if sums:
+    if sums or unsafe:
         def write_rows(path: str) -> None:
             with open(path, "w", newline="", encoding="utf-8") as file:
                 csv.writer(file).writerows([("file", "text"), *rows])

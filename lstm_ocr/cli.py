@@ -2,6 +2,7 @@
 signals as an exception. Imports nothing of this project's, so every module may use it."""
 
 import argparse
+import errno
 import os
 import signal
 import sys
@@ -73,6 +74,24 @@ def run_main(main: Callable[[], None]) -> None:
     except BrokenPipeError:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the exit's own flush must not fail again
         exit_with("standard output was closed before every result was written", code=1)
+    except OSError as error:
+        if not (_stdout_fails() or (error.errno in WRITE_ERRORS and error.filename is None)):
+            raise
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        exit_with(f"cannot write to standard output: {error.strerror or error}", code=1)
+
+
+WRITE_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO)  # a write that failed, no file named
+
+
+def _stdout_fails() -> bool:
+    """Whether standard output cannot take what is written to it (/dev/full, a full disk): an OSError
+    from main was then its write, not a file of the user's."""
+    try:
+        sys.stdout.flush()  # what failed to go out is still buffered: it fails again
+        return False
+    except (OSError, ValueError):
+        return True
 
 
 def write_atomically(path: str, write: Callable[[str], None]) -> None:

@@ -14,6 +14,7 @@ from lstm_ocr.hyperparameters import BLANK
 
 BEAM_WIDTH = 32  # prefixes kept per step by the length- and grammar-constrained searches
 GRAMMAR_MIN_SHARE = 0.05  # a text of the grammar replaces a reading at least this share as probable
+MAX_DECODE_VALUES = 1 << 24  # values of the arrays one decoding holds at once (float64: 128 MB)
 
 
 def ctc_label(path: list[int]) -> list[int]:
@@ -206,6 +207,21 @@ def _held_to_grammar(probs: np.ndarray, texts: dict[int, list[int]], confidences
 def decode_with_confidence(probs: np.ndarray, allowed: list[int] | None = None,
                            lengths: tuple[int, int] | None = None, beam: int = BEAM_WIDTH,
                            grammar: Grammar | None = None) -> list[Decoded | None]:
+    """`_decode_chunk` on as many samples at a time as keep its arrays (samples x steps x CTC states,
+    at most 2 x steps + 1 of them, and a float64 copy of the outputs) within MAX_DECODE_VALUES: the
+    memory per image stays bounded however long a model's output is."""
+    steps, classes = probs.shape[1:] if probs.ndim == 3 else (1, 1)
+    per_sample = max(1, steps * max(2 * steps + 1, classes))
+    rows = max(1, MAX_DECODE_VALUES // per_sample)
+    if len(probs) <= rows:
+        return _decode_chunk(probs, allowed, lengths, beam, grammar)
+    return [reading for start in range(0, len(probs), rows)
+            for reading in _decode_chunk(probs[start:start + rows], allowed, lengths, beam, grammar)]
+
+
+def _decode_chunk(probs: np.ndarray, allowed: list[int] | None = None,
+                  lengths: tuple[int, int] | None = None, beam: int = BEAM_WIDTH,
+                  grammar: Grammar | None = None) -> list[Decoded | None]:
     """Readings of softmax outputs (N, steps, classes), with confidences.
 
     Without `lengths`, the greedy reading (the best path's text); with `lengths` (min, max), the most

@@ -46,6 +46,8 @@ def _check_file(path: str) -> None:
         raise InputError(f"image {path} does not exist") from None
     except OSError as error:
         raise InputError(f"cannot read image {path}: {error.strerror}") from None
+    except ValueError:  # a NUL in the path
+        raise InputError(f"image path {path!r} holds a NUL character: no file has such a name") from None
     if stat.S_ISDIR(info.st_mode):
         raise InputError(f"{path} is a folder, not an image")
     if not stat.S_ISREG(info.st_mode):
@@ -147,6 +149,8 @@ def _decode(file, name: str, draft_size: tuple[int, int] | None, max_pixels: int
     except (OSError, ValueError, SyntaxError, EOFError, MemoryError) as error:
         reason = "is truncated" if "truncated" in str(error) else f"cannot be decoded ({error})"
         raise InputError(f"{name} {reason}") from None
+    except Exception as error:  # a plugin's own bug on a malformed file (TIFF float offsets: TypeError)
+        raise InputError(f"{name} cannot be decoded ({type(error).__name__}: {str(error)[:200]})") from None
 
 
 def read_gray(source: "Source | Image.Image", name: str | None = None, draft_size: tuple[int, int] | None = None,
@@ -183,6 +187,8 @@ def read_pil(image: Image.Image, name: str, draft_size: tuple[int, int] | None =
         return _gray(image, draft_size, in_place=False)
     except (OSError, ValueError, SyntaxError, EOFError, MemoryError) as error:
         raise InputError(f"{name} cannot be read ({error})") from None
+    except Exception as error:  # a plugin's own bug on a malformed file
+        raise InputError(f"{name} cannot be read ({type(error).__name__}: {str(error)[:200]})") from None
 
 
 def _array_to_gray(array: np.ndarray, name: str, max_pixels: int = MAX_IMAGE_PIXELS,

@@ -126,14 +126,18 @@ def main() -> None:
     args = parser.parse_args()
     check_model_options(args)
     paths = image_paths(args.images)
+    one_image = len(args.images) == 1 and paths == args.images
+    found_labels = None if one_image else labels_of(paths)  # a labels file that cannot be read: before any work
     reader = open_reader(args)
-    readings = reader.read_many(paths, args.allowed, args.length)
+    # One image: a bad one is the error (exit 2). Many: decoded a batch at a time, and an image that
+    # cannot be read is its own `error:` line (exit 1 at the end), the others read.
+    readings = reader.read_many(paths, args.allowed, args.length) if one_image else \
+        list(reader.read_each(paths, args.allowed, args.length))
     hp = reader.hp
     rejected = [args.min_confidence is not None and r.error is None and r.confidence < args.min_confidence
                 for r in readings]
-    one_image = len(args.images) == 1 and paths == args.images
-    labels = [None] * len(paths) if one_image else [None if label is None else hp.fold(label)
-                                                     for label in labels_of(paths)]
+    labels = [None] * len(paths) if found_labels is None else [None if label is None else hp.fold(label)
+                                                                for label in found_labels]
     answers = [None if label is None or not args.answer else expected_answer(label, path)
                for path, label in zip(paths, labels, strict=True)]
     if one_image and not args.json:  # one image: exactly the example's output

@@ -9,8 +9,10 @@ their folder.
 
 import csv
 import hashlib
+import io
 import os
 import re
+import stat
 
 from lstm_ocr.cli import InputError
 from lstm_ocr.hyperparameters import MAX_IMAGE_BYTES, MAX_LABELS_BYTES
@@ -31,7 +33,11 @@ def is_image_name(name: str) -> bool:
 
 
 def name_label(path: str) -> str:
-    """The label a file name carries: the text after the last `_` of its stem, or the whole stem."""
+    """The label a file name carries: in the generator's form NNNN_TEXT, all of TEXT (`_` included);
+    else the text after the last `_` of its stem, or the whole stem."""
+    found = generated_label(path)
+    if found is not None:
+        return found
     stem = os.path.splitext(os.path.basename(path))[0]
     return stem.rsplit("_", 1)[-1]
 
@@ -43,8 +49,12 @@ def generated_label(path: str) -> str | None:
 
 
 def labels_file(folder: str) -> str | None:
-    """The labels file in `folder`, if it has one (two are ambiguous: InputError)."""
-    found = [os.path.join(folder, name) for name in LABEL_FILES if os.path.isfile(os.path.join(folder, name))]
+    """The labels file in `folder`, if it has one (two are ambiguous: InputError). One that is there but
+    cannot be read (a dangling link, a FIFO, a folder) is InputError, never taken as absent: the file
+    names would silently become the labels."""
+    found = [os.path.join(folder, name) for name in LABEL_FILES if os.path.lexists(os.path.join(folder, name))]
+    for path in found:
+        check_labels_file(path)
     if len(found) > 1:
         raise InputError(f"folder {folder} has both {' and '.join(map(os.path.basename, found))}; keep one")
     return found[0] if found else None
@@ -57,9 +67,39 @@ def _inside(folder: str, name: str, path: str, line: int) -> str:
     return os.path.normpath(os.path.join(folder, relative))
 
 
+def check_labels_file(path: str) -> int:
+    """The size of a labels file that can be read: a regular file (through links), or InputError."""
+    try:
+        info = os.stat(path)
+    except OSError as error:
+        reason = "a link to nothing" if os.path.islink(path) else error.strerror
+        raise InputError(f"labels file {path} cannot be read: {reason}") from None
+    if not stat.S_ISREG(info.st_mode):
+        kind = "a folder" if stat.S_ISDIR(info.st_mode) else "not a regular file (a FIFO, socket or device)"
+        raise InputError(f"labels file {path} is {kind}; it must be a file of `file,text` lines")
+    return info.st_size
+
+
+def label_field(text: str) -> str:
+    """A label as a labels file's text field gives it back (surrounding spaces are a hand-written
+    file's, not the label's)."""
+    return text.strip()
+
+
+def survives_labels_file(text: str, delimiter: str = ",") -> bool:
+    """Whether `text` written into a labels file reads back exactly."""
+    buffer = io.StringIO()
+    try:
+        csv.writer(buffer, delimiter=delimiter).writerow(["x", text])
+        rows = list(csv.reader(io.StringIO(buffer.getvalue(), newline=""), delimiter=delimiter))
+    except csv.Error:
+        return False
+    return len(rows) == 1 and len(rows[0]) == 2 and label_field(rows[0][1]) == text
+
+
 def read_labels_file(path: str) -> dict[str, str]:
     """{image path (normalised): text} from a labels file, each path checked to lie inside the file's folder."""
-    size = os.path.getsize(path)
+    size = check_labels_file(path)
     if size > MAX_LABELS_BYTES:
         raise InputError(f"{path} is {size} bytes, over the limit of {MAX_LABELS_BYTES} for a labels file")
     folder = os.path.dirname(path)
@@ -77,7 +117,9 @@ def read_labels_file(path: str) -> dict[str, str]:
                 image = _inside(folder, row[0].strip(), path, line)
                 if image in labels:
                     raise InputError(f"{path} line {line} names {row[0].strip()!r} a second time")
-                labels[image] = row[1].strip()
+                labels[image] = label_field(row[1])
+    except OSError as error:
+        raise InputError(f"labels file {path} cannot be read: {error.strerror}") from None
     except UnicodeDecodeError:
         raise InputError(f"{path} is not UTF-8 text") from None
     except csv.Error as error:

@@ -37,6 +37,7 @@ MAX_TENSOR_ELEMENTS = 1 << 28  # elements one ONNX tensor may declare
 MAX_ARRAYS = 100_000  # arrays in one NDArray file
 MAX_NAME_BYTES = 4096
 MAX_NDIM = 8
+MAX_OUTPUT_STEPS = 2048  # hyperparameters.UPPER_LIMITS["seq_length"]: a network emits at most a step per column
 
 # Every op lstm.py builds (fused, unrolled and crnn networks, ctc and warpctc losses, the inference
 # softmax), and the variables ("null").
@@ -283,6 +284,27 @@ def check_bound_graph(symbol, image_shape: tuple[int, int], params: dict) -> int
     return max(1, two - one)
 
 
+def check_output_steps(steps: int, image_width: int, path: str) -> None:
+    """InputError unless a model's output has at most one step per input column (this project's
+    networks: seq_length steps, fewer after a CNN's pooling), and at most MAX_OUTPUT_STEPS: decoding,
+    its confidences and a text's length all grow with the steps."""
+    most = min(image_width, MAX_OUTPUT_STEPS)
+    if not 1 <= steps <= most:
+        raise InputError(f"{path}: its output has {steps} steps per image, over the limit of {most} (one per input "
+                         "column): not a network of this project")
+
+
+def output_steps(symbol, image_shape: tuple[int, int]) -> int:
+    """The steps an MXNet inference symbol emits for one image (its output is time-major, steps x 1 rows)."""
+    import mxnet as mx
+
+    try:
+        _, out_shapes, _ = symbol.infer_shape(data=(1, *image_shape))
+    except (mx.base.MXNetError, ValueError, TypeError) as error:
+        raise InputError(f"its output's shape cannot be inferred ({' '.join(str(error).split())[:200]})") from None
+    return int(out_shapes[0][0]) if out_shapes and len(out_shapes[0]) == 2 else -1
+
+
 def rows_per_pass(values_per_image: int) -> int:
     """Images one forward pass may hold so that their values stay within MAX_GRAPH_ELEMENTS."""
     return max(1, MAX_GRAPH_ELEMENTS // max(1, values_per_image))
@@ -409,6 +431,7 @@ def check_onnx(data: bytes, path: str, hyperparams: Callable[[dict], object]) ->
     if len(found_out) != 3 or found_out[2] != hp.num_classes or not (
             isinstance(found_out[1], int) and 1 <= found_out[1] <= MAX_DIM):
         raise InputError(f"{path}: its metadata says {hp.num_classes} classes, its graph gives {found_out}")
+    check_output_steps(found_out[1], hp.image_width, path)
     one = _onnx_values(model, 1, path)
     if one > MAX_GRAPH_ELEMENTS:
         raise InputError(f"{path}: its graph needs {one} values for one image, over the limit of {MAX_GRAPH_ELEMENTS}")

@@ -22,6 +22,7 @@ import io
 import os
 import re
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -64,6 +65,8 @@ def load_module(prefix: str, epoch: int, batch_size: int) -> tuple:
     try:
         per_image = model_check.check_bound_graph(inference, (hp.image_width, hp.image_height),
                                                   arg_params | aux_params)
+        steps = model_check.output_steps(inference, (hp.image_width, hp.image_height))
+        model_check.check_output_steps(steps, hp.image_width, "its graph")
     except InputError as error:
         raise checkpoint.CheckpointError(f"{checkpoint.params_path(prefix, epoch)} does not fit "
                                          f"{checkpoint.symbol_path(prefix)}: {error}") from None
@@ -291,11 +294,33 @@ class Reader:
         return self.read_inputs(self.network_input(source)[None], self.constraints(allowed, length))[0]
 
     def read_many(self, sources, allowed: str | None = None, length=None) -> list[Reading]:
-        """The readings of many images (any iterable of what `read` takes), in batches; every image is
-        decoded (and checked) first."""
+        """The readings of many images (any iterable of what `read` takes), decoded and read a batch at
+        a time (memory bounded however many there are); InputError for the first that cannot be read."""
+        return list(self.read_each(sources, allowed, length, unreadable="raise"))
+
+    def read_each(self, sources, allowed: str | None = None, length=None,
+                  unreadable: str = "reading") -> Iterator[Reading]:
+        """The reading of each image, in order, decoded a batch (`batch_size`) at a time. An image that
+        cannot be decoded is a Reading with its `error` (`unreadable="raise"`: InputError)."""
         constraints = self.constraints(allowed, length)
-        inputs = [self.network_input(source) for source in sources]
-        return self.read_inputs(np.stack(inputs), constraints) if inputs else []
+        batch: list[np.ndarray | str] = []
+        for source in sources:
+            try:
+                batch.append(self.network_input(source))
+            except InputError as error:
+                if unreadable == "raise":
+                    raise
+                batch.append(" ".join(str(error).split()))
+            if len(batch) == self.batch_size:
+                yield from self._read_batch(batch, constraints)
+                batch = []
+        if batch:
+            yield from self._read_batch(batch, constraints)
+
+    def _read_batch(self, batch: list, constraints: Constraints) -> list[Reading]:
+        good = [item for item in batch if not isinstance(item, str)]
+        readings = iter(self.read_inputs(np.stack(good), constraints) if good else [])
+        return [_failed(item) if isinstance(item, str) else next(readings) for item in batch]
 
     def read_inputs(self, inputs: np.ndarray, constraints: Constraints = Constraints()) -> list[Reading]:
         """Readings of network inputs (N, width, height) uint8, in batches of `batch_size`."""
@@ -307,7 +332,12 @@ class Reader:
     def probabilities(self, inputs: np.ndarray) -> np.ndarray:
         """The model's softmax outputs (N, steps, classes) for network inputs (N, width, height) uint8."""
         with self._lock:
-            return np.asarray(self.model.probabilities(to_float(inputs)))
+            probs = np.asarray(self.model.probabilities(to_float(inputs)))
+        if probs.ndim != 3 or probs.shape[0] != len(inputs) or probs.shape[2] != self.hp.num_classes \
+                or not 1 <= probs.shape[1] <= min(self.hp.image_width, model_check.MAX_OUTPUT_STEPS):
+            raise InputError(f"{self.name} gave an output of shape {probs.shape} for {len(inputs)} images, not "
+                             f"(images, at most {self.hp.image_width} steps, {self.hp.num_classes} classes)")
+        return probs
 
     def decode(self, probs: np.ndarray, constraints: Constraints = Constraints()) -> list[Reading]:
         """Readings of the model's outputs. An output that is not a probability per step (NaN, infinity,

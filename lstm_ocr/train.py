@@ -149,9 +149,10 @@ def resolve(argv: list[str] | None = None) -> Run:
     check_data_args(args)
     saved = resumed_meta(args) if args.load_epoch else None
     if saved is not None:
+        options = resumed_options(saved, args.prefix)
         for name in RESUMED_OPTIONS:
-            if name not in args.given and name in saved.get("options", {}):
-                setattr(args, name, saved["options"][name])
+            if name not in args.given and name in options:
+                setattr(args, name, options[name])
     check_prefix(args)
     start = load_start(args.finetune) if args.finetune else None
     plan = plan_folders(args) if args.train_dir else None
@@ -277,6 +278,36 @@ def check_data_args(args: argparse.Namespace) -> None:
         raise InputError(f"--synthetic is a fraction between 0 and 1, got {args.synthetic}")
     if args.synthetic and not args.font_path:
         raise InputError("--synthetic draws captchas: give a font path (a .ttf file or a folder of them)")
+
+
+def _resumable(name: str, value: object) -> bool:
+    """Whether a meta file's saved option has the type (and choice) its command-line option gives."""
+    if name in ("recipe", "style"):
+        return isinstance(value, str) and value in (RECIPES if name == "recipe" else STYLES)
+    if name in ("font_path", "train_dir", "val_dir"):
+        return value is None or isinstance(value, str)
+    if name == "synthetic":
+        return type(value) in (int, float) and math.isfinite(value)
+    if name == "augment":
+        return type(value) is int and value in (0, 1)
+    if name == "skip_bad":
+        return type(value) is bool
+    if name == "pool_size":
+        return type(value) is int and value >= 0
+    return value is None or type(value) is int  # seed
+
+
+def resumed_options(saved: dict, prefix: str) -> dict:
+    """The options a resumed run's meta file saved, each checked as its command-line option would be;
+    InputError naming the file and the option otherwise (a hand-edited or hostile meta file)."""
+    options = saved.get("options", {})
+    where = f"{checkpoint.meta_path(prefix)} is not a valid checkpoint meta file"
+    if not isinstance(options, dict):
+        raise InputError(f"{where}: its options are {type(options).__name__}, not a mapping")
+    for name in RESUMED_OPTIONS:
+        if name in options and not _resumable(name, options[name]):
+            raise InputError(f"{where}: its option {name} is {str(options[name])[:80]!r}, which --{name} cannot be")
+    return options
 
 
 def resumed_meta(args: argparse.Namespace) -> dict:

@@ -110,3 +110,9 @@ def test_the_automaton_accepts_what_parses_but_for_exact_division():
             checked += 1
     assert checked > 19_000
     assert (arithmetic.grammar(ALPHABET).next_state[:, 0] == -1).all()  # the CTC blank is no character
+
+
+def test_numbers_past_pythons_digit_limit_are_no_answer_never_an_error():
+    assert arithmetic.answer("9" * 5000 + "+1=?") is None
+    assert arithmetic.answer("9" * 4400 + "=") is None
+    assert arithmetic.answer("*".join(["9" * 60] * 16) + "=") == int("9" * 60) ** 16  # under the limit: exact

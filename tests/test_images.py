@@ -222,3 +222,27 @@ def test_non_finite_float_pixels_are_one_image_not_a_crash():
     pixels[0, 0], pixels[0, 1] = np.nan, np.inf
     gray = read_gray(Image.fromarray(pixels, "F"))
     assert gray.shape == (30, 80) and gray[15, 40] < gray[2, 2]
+
+
+def _tiff_with_float_strip_offsets() -> bytes:
+    buffer = io.BytesIO()
+    Image.new("L", (20, 10), 128).save(buffer, format="TIFF")
+    data = bytearray(buffer.getvalue())
+    ifd = struct.unpack_from("<I", data, 4)[0]
+    for k in range(struct.unpack_from("<H", data, ifd)[0]):
+        entry = ifd + 2 + 12 * k
+        if struct.unpack_from("<H", data, entry)[0] == 273:  # StripOffsets, now of type FLOAT
+            struct.pack_into("<H", data, entry + 2, 11)
+    return bytes(data)
+
+
+def test_a_plugins_own_error_on_a_malformed_file_is_one_line(tmp_path):
+    """Pillow's TIFF plugin raises TypeError on float strip offsets: any error a plugin raises while
+    decoding is the file's error, never a traceback."""
+    with pytest.raises(InputError, match="cannot be decoded .TypeError"):
+        read_gray(_tiff_with_float_strip_offsets(), "float.tif")
+
+
+def test_a_path_with_a_nul_is_an_input_error():
+    with pytest.raises(InputError, match="NUL"):
+        read_gray("a\0b.png")

@@ -14,6 +14,7 @@ from PIL import Image
 
 from conftest import PYTHON, ROOT, one_line_error, run_script
 from lstm_ocr import arithmetic, checkpoint
+from lstm_ocr.cli import InputError
 from lstm_ocr.hyperparameters import Hyperparams
 from lstm_ocr.infer import format_text
 from lstm_ocr.lstm import initial_params, lstm_ocr
@@ -400,3 +401,48 @@ def test_answers_are_printed_beside_the_readings_and_counted(arith_model, tmp_pa
     (by_name / "labels.csv").write_text("file,text\n" + "".join(f"{name},seven\n" for name in texts))
     one_line_error(run_script("lstm_ocr_infer.py", *args, str(by_name)), "'seven'",
                    "neither an answer (an integer) nor an arithmetic expression")
+
+
+def test_a_folder_is_read_in_batches_and_a_bad_file_is_its_own_line(model, sample, tmp_path, monkeypatch):
+    """One unreadable file (a float-offset TIFF, a broken PNG) among many is its own
+    `error:` line and exit 1, the others read; decoding goes a batch at a time."""
+    import reader as reader_module
+    from test_images import _tiff_with_float_strip_offsets
+
+    folder = tmp_path / "many"
+    folder.mkdir()
+    for index in range(5):
+        shutil.copy(sample, folder / f"{index:04d}_0089.png")
+    (folder / "0002_0089.tif").write_bytes(_tiff_with_float_strip_offsets())
+    (folder / "0003_1234.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    result = run_script("lstm_ocr_infer.py", "--prefix", model, "--epoch", "3", str(folder))
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    lines = result.stdout.splitlines()
+    assert len(lines) == 8 and lines[-1].endswith("images=7")
+    errors = [line for line in lines if " error: " in line]
+    assert [line.split()[0] for line in errors] == [str(folder / "0002_0089.tif"), str(folder / "0003_1234.png")]
+    assert "TypeError" in errors[0]
+    reader = reader_module.Reader(model, 3, batch_size=2)
+    decoded = []
+    original = reader.network_input
+    monkeypatch.setattr(reader, "network_input", lambda source: decoded.append(source) or original(source))
+    passes = []
+    inner = reader.read_inputs
+    monkeypatch.setattr(reader, "read_inputs", lambda inputs, c: passes.append((len(decoded), len(inputs)))
+                        or inner(inputs, c))
+    readings = list(reader.read_each(sorted(str(p) for p in folder.iterdir())))
+    assert [r.error is not None for r in readings] == [False, False, False, True, False, True, False]
+    assert passes[0] == (2, 2)  # the first batch is read after two images are decoded, not seven
+    with pytest.raises(InputError):
+        reader.read_many(sorted(str(p) for p in folder.iterdir()))
+
+
+def test_a_labels_file_that_cannot_be_read_is_one_line_before_any_reading(model, sample, tmp_path):
+    """A moved labels folder leaves labels.csv dangling: the names must not become the labels."""
+    folder = tmp_path / "set"
+    folder.mkdir()
+    for index in range(2):
+        shutil.copy(sample, folder / f"{index:04d}_0089.png")
+    (folder / "labels.csv").symlink_to(tmp_path / "moved" / "labels.csv")
+    one_line_error(run_script("lstm_ocr_infer.py", "--prefix", model, "--epoch", "3", str(folder)),
+                   "labels.csv cannot be read: a link to nothing")

@@ -119,3 +119,24 @@ def test_the_duplicate_check_is_linear_in_the_folder(tmp_path, monkeypatch):
     pairs = labelled_data.shared_files(train, val)
     assert len(pairs) == 1000 and pairs[0] == ("train/99000", "val/99000")
     assert len(comparisons) <= 2 * len(val)  # the quadratic check made a billion
+
+
+def test_a_generated_name_keeps_every_underscore_of_its_text(tmp_path):
+    image(tmp_path / "0042_12_4.png")
+    assert labelled_data.folder_items(str(tmp_path)) == [(str(tmp_path / "0042_12_4.png"), "12_4")]
+
+
+@pytest.mark.parametrize("kind", ["dangling", "fifo", "folder"])
+def test_a_labels_file_that_cannot_be_read_is_an_error_never_absent(tmp_path, kind):
+    """A moved labels folder (dangling link), a FIFO or a folder named labels.csv: the file names must
+    not silently become the labels, and a FIFO is never opened (it would block)."""
+    image(tmp_path / "0001_12.png")
+    labels = tmp_path / "labels.csv"
+    if kind == "dangling":
+        labels.symlink_to(tmp_path / "moved" / "labels.csv")
+    elif kind == "fifo":
+        os.mkfifo(labels)
+    else:
+        labels.mkdir()
+    with pytest.raises(InputError, match="labels file .*labels.csv"):
+        labelled_data.folder_items(str(tmp_path))

@@ -238,3 +238,61 @@ def test_an_onnx_graph_is_bounded_per_image_and_read_in_bounded_runs(onnx_model,
     reader = Reader.onnx(onnx_model)
     assert reader.model.rows == 2
     assert [r.text for r in reader.read_many([sample] * 5)] == [r.text for r in whole]
+
+
+def _long_output(onnx_model: str, tmp_path, steps_per_column: int) -> str:
+    """A model of allowed ops that passes every other check and emits `steps_per_column` x 80 x 30 / 30
+    steps per image: Reshape, a 1x1 Conv to the classes, Transpose, Softmax."""
+    exported = onnx.load(onnx_model)
+    classes = 11
+    steps = 80 * steps_per_column
+    nodes = [helper.make_node("Reshape", ["data", "shape"], ["flat"]),
+             helper.make_node("Conv", ["flat", "w", "b"], ["conv"], kernel_shape=[1]),
+             helper.make_node("Transpose", ["conv"], ["steps"], perm=[0, 2, 1]),
+             helper.make_node("Softmax", ["steps"], ["out"], axis=2)]
+    width = 80 * 30 // steps
+    initializers = [numpy_helper.from_array(np.array([0, width, steps], np.int64), "shape"),
+                    numpy_helper.from_array(np.ones((classes, width, 1), np.float32), "w"),
+                    numpy_helper.from_array(np.zeros(classes, np.float32), "b")]
+    graph = helper.make_graph(nodes, "long", [helper.make_tensor_value_info("data", TensorProto.FLOAT,
+                                                                            ["batch", 80, 30])],
+                              [helper.make_tensor_value_info("out", TensorProto.FLOAT, ["batch", steps, classes])],
+                              initializers)
+    model = helper.make_model(graph, opset_imports=exported.opset_import)
+    model.ir_version = exported.ir_version
+    model.metadata_props.extend(exported.metadata_props)
+    path = str(tmp_path / f"long{steps}.onnx")
+    onnx.save_model(model, path)
+    return path
+
+
+def test_a_model_whose_output_is_long_is_refused_at_load_time(onnx_model, tmp_path, sample):
+    """Decoding, confidences and the --answer search grow with the output's steps: a model emitting
+    more than one step per input column is refused with one line before anything is read."""
+    assert Reader.onnx(_long_output(onnx_model, tmp_path, 1)).read(sample).error is None  # 80 steps pass
+    path = _long_output(onnx_model, tmp_path, 30)  # 2400 steps
+    with pytest.raises(InputError, match="2400 steps per image, over the limit of 80"):
+        Reader.onnx(path)
+    one_line_error(run_script("lstm_ocr_infer.py", "--onnx", path, "--answer", sample), "2400 steps")
+
+
+def test_confidences_are_computed_in_chunks_of_bounded_memory(monkeypatch):
+    """Long outputs decode a few samples at a time: the same readings, a peak that does not grow with
+    the batch."""
+    import tracemalloc
+
+    from lstm_ocr import decode as ctc_decode
+
+    rng = np.random.default_rng(0)
+    probs = rng.dirichlet(np.ones(11), size=(8, 256)).astype(np.float32)
+    whole = ctc_decode.decode_with_confidence(probs)
+    peaks = {}
+    for rows in (8, 1):
+        monkeypatch.setattr(ctc_decode, "MAX_DECODE_VALUES", rows * 256 * (2 * 256 + 1))
+        tracemalloc.start()
+        found = ctc_decode.decode_with_confidence(probs)
+        peaks[rows] = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        assert [(d.classes, round(d.confidence, 8)) for d in found] == \
+            [(d.classes, round(d.confidence, 8)) for d in whole]
+    assert peaks[1] < peaks[8] / 3, peaks

@@ -63,8 +63,8 @@ def reader(onnx_model) -> Reader:
 class Service:
     """A running lstm_ocr_serve.py on a free port of 127.0.0.1."""
 
-    def __init__(self, *args: str, python: str = PYTHON):
-        self.process = subprocess.Popen([python, SERVE, "--port", "0", *args], stdout=subprocess.PIPE,
+    def __init__(self, *args: str, python: str = PYTHON, script: str = SERVE):
+        self.process = subprocess.Popen([python, script, "--port", "0", *args], stdout=subprocess.PIPE,
                                         stderr=subprocess.PIPE, text=True)
         with selectors.DefaultSelector() as selector:
             selector.register(self.process.stdout, selectors.EVENT_READ)
@@ -280,7 +280,8 @@ def test_feedback_files_images_the_trainer_reads(service, tmp_path, images):
     _, found, _ = service.request("POST", "/read", images[2])
     status, answer, _ = service.post_json("/feedback", {"id": found["readings"][0]["id"], "correct": False})
     assert status == 200 and answer["filed"] is None  # a wrong reading without the right text teaches nothing
-    assert sorted(os.listdir(folder)) == ["000001_" + first["text"] + ".png", "000002_1234.png"]
+    assert sorted(os.listdir(folder)) == [".labels.lock", "000001_" + first["text"] + ".png", "000002_1234.png",
+                                          "labels.csv"]
     assert [text for _, text in folder_items(str(folder))] == [first["text"], "1234"]
 
 
@@ -578,7 +579,9 @@ def test_answer_puts_each_sums_parsed_answer_in_its_reading(font):
     (["--length", "x"], "--length"),
 ])
 def test_bad_options_are_one_line(args, words):
-    result = run_script("lstm_ocr_serve.py", *args)
+    """Any free port: the default 8000 may be taken on a busy machine (another service, another test run),
+    and the model is checked before the port is bound, so that its error never depends on it."""
+    result = run_script("lstm_ocr_serve.py", "--port", "0", *args)
     assert result.returncode == 2 and result.stderr.startswith("error: ") and result.stderr.count("\n") == 1
     assert words in result.stderr and "Traceback" not in result.stderr
 
@@ -589,3 +592,193 @@ def test_a_port_in_use_is_one_line(onnx_model):
         taken.listen()
         result = run_script("lstm_ocr_serve.py", "--onnx", onnx_model, "--port", str(taken.getsockname()[1]))
     assert result.returncode == 2 and result.stderr.startswith("error: cannot listen on 127.0.0.1:")
+
+
+def chunked(data: bytes, size: int = 65536, last: bool = True) -> bytes:
+    """`data` in chunks of `size` bytes, and the last (empty) chunk unless `last` is False."""
+    return b"".join(b"%x\r\n%s\r\n" % (len(data[k:k + size]), data[k:k + size])
+                    for k in range(0, len(data), size)) + (b"0\r\n\r\n" if last else b"")
+
+
+def test_one_body_limit_holds_for_every_route_before_the_body_is_buffered(onnx_model, tmp_path):
+    """--max_body bounds /feedback, /health and unknown paths as it does /read, by Content-Length and
+    by counting a chunked body as it arrives; the server's memory stays where it was."""
+    running = Service("--onnx", onnx_model, "--max_body", "100000", "--collect", str(tmp_path / "c"))
+    try:
+        before = rss_kb(running.process.pid)
+        for path in ("/feedback", "/read", "/health", "/nothing"):
+            answer = running.raw(f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                                 f"Content-Length: 100001\r\n\r\n".encode() + b"{" * 100001)
+            assert answer.startswith(b"HTTP/1.1 413"), (path, answer[:200])
+            assert "over the limit" in json.loads(answer.split(b"\r\n\r\n", 1)[1])["error"]
+            with socket.create_connection(("127.0.0.1", running.port), timeout=TIMEOUT) as client:
+                client.sendall(f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                               "Transfer-Encoding: chunked\r\n\r\n".encode())
+                try:  # 64 MB offered: the server answers and closes long before
+                    for _ in range(1024):
+                        client.sendall(chunked(b'"' * 65536, last=False))
+                except OSError:
+                    pass
+                answer = receive_all(client)
+            # /health and unknown paths answer 405 and 404 before the body; what follows is still counted,
+            # and the connection closed at the limit (one answer per request)
+            first = {"/feedback": b"HTTP/1.1 413", "/read": b"HTTP/1.1 413", "/health": b"HTTP/1.1 405",
+                     "/nothing": b"HTTP/1.1 404"}[path]
+            assert answer.startswith(first) and answer.count(b"HTTP/1.1 ") == 1, (path, answer[:300])
+        assert rss_kb(running.process.pid) - before < 50_000
+        status, found, _ = running.post_json("/feedback", {"id": "0" * 32, "correct": True})
+        assert status == 404  # a body within the limit is still read
+    finally:
+        code, stderr = running.stop()
+    assert code == 0 and "Traceback" not in stderr, stderr
+
+
+def rss_kb(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as file:
+        return int(next(line for line in file if line.startswith("VmRSS")).split()[1])
+
+
+def test_content_length_with_transfer_encoding_is_400_and_closed(service, images):
+    """RFC 9112 6.1: such a request may be smuggling a second one; it is refused and the connection
+    closed, so nothing after it is read as a request."""
+    smuggled = b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n"
+    body = chunked(images[0])
+    answer = service.raw(post_head(len(body), "Transfer-Encoding: chunked\r\n") + body + smuggled,
+                         close_write=False)
+    assert answer.startswith(b"HTTP/1.1 400") and answer.count(b"HTTP/1.1") == 1, answer[:300]
+    assert "Transfer-Encoding" in json.loads(answer.split(b"\r\n\r\n", 1)[1])["error"]
+
+
+def test_pipelining_clients_that_never_read_cannot_hold_the_slots(onnx_model, images):
+    """40 clients pipeline requests and never read an answer, against --max_connections 32: once their
+    answers back up, each is dropped at the write deadline or evicted for a newcomer, and a real
+    client is served, never answered 503."""
+    running = Service("--onnx", onnx_model, "--max_connections", "32", "--request_seconds", "2")
+    request = b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n"
+    stop = threading.Event()
+    hogs = []
+    for _ in range(40):
+        client = socket.socket()
+        client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # it reads nothing anyway
+        client.settimeout(TIMEOUT)
+        client.connect(("127.0.0.1", running.port))
+        hogs.append(client)
+
+    def pipeline(client: socket.socket) -> None:
+        try:
+            while not stop.is_set():
+                client.sendall(request * 256)
+        except OSError:
+            pass
+
+    threads = [threading.Thread(target=pipeline, args=(client,)) for client in hogs]
+    try:
+        for thread in threads:
+            thread.start()
+        stop.wait(5)  # long enough for their answers to back up and the write deadline to pass
+        for _ in range(3):
+            status, found, _ = running.request("POST", "/read", images[0])
+            assert status == 200 and found["readings"][0]["text"], (status, found)
+    finally:
+        stop.set()
+        for client in hogs:
+            client.close()
+        for thread in threads:
+            thread.join(TIMEOUT)
+        code, stderr = running.stop()
+    assert code == 0 and "Traceback" not in stderr, stderr
+    assert "read no answer within 2 s" in stderr or "answers unread" in stderr
+
+
+def model_that(tmp_path, after_warm_up: str) -> str:
+    """A script serving with a model whose every forward pass after the warm-up first runs `after_warm_up`
+    (Python code: a model thread that breaks, or is slow)."""
+    script = tmp_path / "serve_with_model.py"
+    script.write_text(f"""import sys, time
+sys.path.insert(0, {ROOT!r})
+sys.argv[0] = {SERVE!r}
+from lstm_ocr import reader
+calls, original = [], reader.Reader.probabilities
+def probabilities(self, inputs):
+    calls.append(len(inputs))
+    if len(calls) > 1:
+        {after_warm_up}
+    return original(self, inputs)
+reader.Reader.probabilities = probabilities
+from lstm_ocr.serve import app as lstm_ocr_serve
+from lstm_ocr.cli import run_main
+run_main(lstm_ocr_serve.main)
+""")
+    return str(script)
+
+
+def test_an_error_in_the_models_thread_is_a_json_500_and_one_log_line(onnx_model, tmp_path, images):
+    script = model_that(tmp_path, "raise RuntimeError('the model thread broke\\n(second line)')")
+    running = Service("--onnx", onnx_model, script=script)
+    try:
+        for _ in range(3):
+            status, found, headers = running.request("POST", "/read", images[0])
+            assert status == 500 and "RuntimeError: the model thread broke" in found["error"], found
+            assert headers["content-type"] == "application/json"
+        status, _, _ = running.request("GET", "/health")
+        assert status == 200
+    finally:
+        code, stderr = running.stop()
+    assert code == 0 and "Traceback" not in stderr, stderr
+    assert stderr.count("the model failed on a batch of 1 images: RuntimeError") == 3, stderr
+
+
+def test_abandoned_requests_are_not_computed(onnx_model, tmp_path, images):
+    """Requests whose clients reset their connections while they wait for the model are taken out of
+    the queue: the model reads only the images of clients still there."""
+    busy = tmp_path / "busy"
+    script = model_that(tmp_path, f"open({str(busy)!r}, 'a').close(); time.sleep(3)")
+    running = Service("--onnx", onnx_model, "--max_batch", "1", script=script)
+    try:
+        first = threading.Thread(target=running.request, args=("POST", "/read", images[0]))
+        first.start()  # holds the model for 3 s
+        for _ in range(TIMEOUT * 20):  # until the first request is in the model; the others queue behind it
+            if busy.exists():
+                break
+            threading.Event().wait(0.05)
+        leaving = []
+        for _ in range(4):
+            client = socket.create_connection(("127.0.0.1", running.port), timeout=TIMEOUT)
+            client.sendall(post_head(len(images[1])) + images[1])
+            leaving.append(client)
+        threading.Event().wait(1)  # their bodies are read and queued behind the first
+        for client in leaving:  # a reset, as a client that times out and goes away
+            client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            client.close()
+        first.join(TIMEOUT)
+        status, found, _ = running.request("POST", "/read", images[2])
+        assert status == 200 and found["readings"][0]["text"]
+        _, health, _ = running.request("GET", "/health")
+        assert health["images_read"] == 2, health
+    finally:
+        code, stderr = running.stop()
+    assert code == 0 and "Traceback" not in stderr, stderr
+    assert stderr.count("left before its answer") == 4, stderr
+
+
+def test_bad_tiffs_options_and_preflights_are_json_answers(onnx_model, images):
+    running = Service("--onnx", onnx_model, "--cors_origin", "https://ok.example")
+    try:
+        from test_images import _tiff_with_float_strip_offsets
+        body, headers = multipart([("good.png", images[0]), ("float.tif", _tiff_with_float_strip_offsets()),
+                                   ("also.png", images[3])])
+        status, found, _ = running.request("POST", "/read", body, headers)
+        assert status == 200 and found["readings"][0]["text"] and found["readings"][2]["text"]
+        assert "cannot be decoded (TypeError" in found["readings"][1]["error"]
+        for bad in ({"length": True}, {"min_confidence": True}, {"allowed": 12}):
+            status, found, _ = running.post_json("/read", {"image": base64.b64encode(images[0]).decode()} | bad)
+            assert status == 400 and list(bad)[0] in found["error"], found
+        status, found, headers = running.request("OPTIONS", "/read", headers={
+            "Origin": "https://evil.example", "Access-Control-Request-Method": "POST"})
+        assert status == 400 and "CORS" in found["error"] and headers["content-type"] == "application/json"
+        status, _, headers = running.request("OPTIONS", "/read", headers={
+            "Origin": "https://ok.example", "Access-Control-Request-Method": "POST"})
+        assert status == 200 and headers["access-control-allow-origin"] == "https://ok.example"
+    finally:
+        code, stderr = running.stop()
+    assert code == 0 and "Traceback" not in stderr, stderr

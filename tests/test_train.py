@@ -3,12 +3,13 @@
 import json
 import os
 import re
+import shutil
 
 import mxnet as mx
 import pytest
 
 from conftest import run_script
-from lstm_ocr import arithmetic
+from lstm_ocr import arithmetic, checkpoint
 from lstm_ocr.cli import InputError
 from lstm_ocr.hyperparameters import Hyperparams
 from lstm_ocr.train import DMLC_ENV, contexts, data_seed, parse_args, resolve
@@ -247,3 +248,21 @@ def test_the_arithmetic_style_sets_its_alphabet_and_trains(font, tmp_path, model
     assert result.returncode == 0, result.stderr
     meta = json.load(open(tmp_path / "ocr-meta.json"))
     assert (meta["chars"], meta["max_len"], meta["options"]["style"]) == (arithmetic.ALPHABET, 9, "arithmetic")
+
+
+@pytest.mark.parametrize("options, words", [
+    ({"font_path": ["a.ttf"]}, "option font_path"), ({"recipe": "nonsense"}, "option recipe"),
+    (12, "options are int"), ({"augment": True}, "option augment"), ({"synthetic": "0.5"}, "option synthetic"),
+])
+def test_a_resumed_meta_file_with_options_of_the_wrong_types_is_one_line(model, tmp_path, options, words):
+    """A hand-edited or hostile meta file: its saved options are checked as the command line's would be."""
+    prefix = str(tmp_path / "ocr")
+    for name in os.listdir(os.path.dirname(model)):
+        shutil.copy(os.path.join(os.path.dirname(model), name), tmp_path / name)
+    with open(checkpoint.meta_path(prefix), encoding="utf-8") as file:
+        meta = json.load(file)
+    meta["options"] = options
+    with open(checkpoint.meta_path(prefix), "w", encoding="utf-8") as file:
+        json.dump(meta, file)
+    with pytest.raises(InputError, match=f"ocr-meta.json is not a valid checkpoint meta file: its {words}"):
+        resolve(["--load_epoch", "3", "--prefix", prefix])

@@ -16,8 +16,9 @@ image, a reading or its own "error". Options (query, form fields or JSON keys): 
 length. `POST /feedback` files the image of a reading into the --collect folder under its right text.
 `GET /health` names the model and its alphabet; the schema is at /docs and /openapi.json.
 
-Limits: --max_body bytes per request (413), --max_pixels per image (read from its header before it
-is decoded), a --request_seconds deadline for each whole request, --max_connections connections,
+Limits: --max_body bytes per request on every route (413), --max_pixels per image (read from its header
+before it is decoded), a --request_seconds deadline for each whole request and for a client to read its
+answers, --max_connections connections,
 at most 4 decodes per core at once (16 in all). SIGTERM or Ctrl-C stops accepting, finishes the requests in
 flight (at most --drain_seconds) and exits 0.
 """
@@ -42,8 +43,8 @@ import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, Field, StrictFloat, StrictInt, StrictStr
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
@@ -100,9 +101,9 @@ class ReadAnswer(BaseModel):
 class ReadJson(BaseModel):
     image: str | None = Field(None, description="one image, base64 (a data: URL too)")
     images: list[str] | None = Field(None, description="several images, base64")
-    min_confidence: float | None = None
-    allowed: str | None = None
-    length: str | int | None = None
+    min_confidence: StrictFloat | StrictInt | None = None  # strict: `true` is no number
+    allowed: StrictStr | None = None
+    length: StrictStr | StrictInt | None = None
 
 
 class Feedback(BaseModel):
@@ -256,6 +257,74 @@ def options_of(request: Request, body_options: dict, settings: Settings, reader:
     return minimum, constraints
 
 
+async def read_unless_gone(request: Request, batcher: Batcher, inputs: np.ndarray, constraints) -> list[Reading]:
+    """The batcher's readings of `inputs`; a client that leaves while they wait takes its images out of
+    the queue (nothing is computed for nobody). An error of the model is a 500 (the batcher logs it)."""
+    reading = asyncio.ensure_future(batcher.read(inputs, constraints))
+    gone = asyncio.ensure_future(disconnected(request))
+    try:
+        await asyncio.wait({reading, gone}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        gone.cancel()
+        if not reading.done():
+            reading.cancel()  # its job's future is cancelled: the batcher skips it
+    if not reading.done() or reading.cancelled():
+        request.scope[CLOSED_HERE] = True  # logged here, once
+        log.warning("%s:%s left before its answer: its %d images were taken out of the queue",
+                    *(request.client or ("a client", "")), len(inputs))
+        raise ClientDisconnect()
+    try:
+        return reading.result()
+    except Exception as error:
+        raise Refused(500, f"the model failed on this request's batch ({type(error).__name__}: "
+                           f"{' '.join(str(error).split())[:200]})") from None
+
+
+async def disconnected(request: Request) -> None:
+    """Returns once the client has closed the connection (its body has been read whole already)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+class JsonErrors:
+    """ASGI middleware: an error nothing else answered is a JSON 500 and one log line, never a
+    traceback (uvicorn's answer is text and logs 40 lines per request)."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        started = False
+
+        async def sending(message: dict) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        except Exception as error:
+            log.error("%s %s failed: %s: %s", scope.get("method"), scope.get("path"), type(error).__name__,
+                      " ".join(str(error).split())[:300])
+            if not started:
+                await error_answer(500, f"the server failed on this request ({type(error).__name__})")(
+                    scope, receive, send)
+
+
+class JsonCORSMiddleware(CORSMiddleware):
+    """Starlette's CORS, whose refused preflight (text) is answered in the service's JSON shape."""
+
+    def preflight_response(self, request_headers) -> Response:
+        response = super().preflight_response(request_headers)
+        if response.status_code < 400:
+            return response
+        headers = {k: v for k, v in response.headers.items() if k.lower() not in ("content-length", "content-type")}
+        return JSONResponse({"readings": [], "error": f"CORS preflight refused: {bytes(response.body).decode()}"},
+                            response.status_code, headers=headers)
+
+
 def reading_dict(reading: Reading, minimum: float | None) -> dict:
     found = reading.to_dict()
     if minimum is not None and reading.error is None:
@@ -278,8 +347,9 @@ def create_app(reader: Reader, batcher: Batcher, settings: Settings, store: Feed
 
     app = FastAPI(title="lstm-ocr", summary="Reads captchas with an LSTM + CTC network",
                   version="1.0.0", lifespan=lifespan)
+    app.add_middleware(JsonErrors)
     if cors_origins:
-        app.add_middleware(CORSMiddleware, allow_origins=cors_origins, allow_methods=["GET", "POST"],
+        app.add_middleware(JsonCORSMiddleware, allow_origins=cors_origins, allow_methods=["GET", "POST"],
                            allow_headers=["Content-Type"])
 
     @app.exception_handler(Refused)
@@ -342,9 +412,14 @@ def create_app(reader: Reader, batcher: Batcher, settings: Settings, store: Feed
                         continue
                     except InputError as error:
                         upload.error = " ".join(str(error).split())
+                    except Exception as error:  # any other failure of one file is that file's error
+                        log.error("decoding %s failed: %s: %s", upload.name or "an image", type(error).__name__,
+                                  " ".join(str(error).split())[:300])
+                        upload.error = f"cannot be read ({type(error).__name__})"
                 inputs.append(None)
         good = [k for k, found in enumerate(inputs) if found is not None]
-        readings = await batcher.read(np.stack([inputs[k] for k in good]), constraints) if good else []
+        readings = await read_unless_gone(request, batcher, np.stack([inputs[k] for k in good]), constraints) \
+            if good else []
         found: list[dict] = [{"error": upload.error} for upload in files]
         for k, reading in zip(good, readings, strict=True):
             found[k] = reading_dict(reading, minimum)
@@ -360,11 +435,14 @@ def create_app(reader: Reader, batcher: Batcher, settings: Settings, store: Feed
     @app.post("/feedback", response_model=FeedbackAnswer, responses={404: {"model": ReadAnswer}})
     async def feedback(answer: Feedback) -> FeedbackAnswer:
         """Say whether a reading was right (`correct`), or give the right `text`: its image is filed into
-        the --collect folder as `NNNNNN_TEXT.png`, which `lstm_ocr_train.py --train_dir` reads."""
+        the --collect folder as `NNNNNN.png` with its text in the folder's labels.csv, which
+        `lstm_ocr_train.py --train_dir` reads."""
         if store is None:
             raise Refused(404, "feedback is off: start the service with --collect DIR to file confirmed readings")
         try:
-            return FeedbackAnswer(id=answer.id, filed=store.file(answer.id, answer.correct, answer.text))
+            # in a thread: the write waits for the folder's lock and the disk (fsync), never the event loop
+            filed = await asyncio.to_thread(store.file, answer.id, answer.correct, answer.text)
+            return FeedbackAnswer(id=answer.id, filed=filed)
         except FeedbackError as error:
             raise Refused(error.status, str(error)) from None
 
@@ -465,7 +543,6 @@ def main() -> None:
     for name in ("request_seconds", "drain_seconds", "collect_seconds", "collect_mb"):
         if not 0 < getattr(args, name) <= 1e6:
             raise InputError(f"--{name} must be a positive number, got {getattr(args, name)}")
-    sock = listen(args.host, args.port)
     reader = open_reader(args, batch_size=args.max_batch, threads=args.threads, spin=False)
     settings = Settings(args.max_body, args.max_pixels, SERVE_MAX_FILES, args.min_confidence, args.allowed,
                         args.length)
@@ -475,11 +552,13 @@ def main() -> None:
     if args.collect:
         store = FeedbackStore(args.collect, reader.hp.chars, args.collect_seconds, args.collect_count,
                               min(256 << 20, args.collect_count * args.max_body), int(args.collect_mb * 1e6))
+    sock = listen(args.host, args.port)  # after the model and the folder: their errors never depend on the port
     batcher = Batcher(reader, args.max_batch, args.max_wait_ms)
     app = create_app(reader, batcher, settings, store, args.cors_origin)
     app.state.model = reader.name
     GuardedH11Protocol.request_seconds = args.request_seconds
     GuardedH11Protocol.max_connections = args.max_connections
+    GuardedH11Protocol.max_body = args.max_body
     logging.basicConfig(format="%(levelname)s: %(message)s", level=logging.INFO)
     # loop "auto" is uvloop (pinned in the requirements; asyncio where it does not run): 20 % less of the event
     # loop's time per request (docs/service.md)

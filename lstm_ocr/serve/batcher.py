@@ -9,6 +9,7 @@ during one forward pass share the next.
 
 import asyncio
 import contextlib
+import logging
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -17,6 +18,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from lstm_ocr.reader import Constraints, Reader, Reading
+
+log = logging.getLogger("lstm_ocr_serve")
 
 
 @dataclass
@@ -74,6 +77,8 @@ class Batcher:
         jobs, count = [], 0
         while self._queue and (not jobs or count + len(self._queue[0][1].inputs) <= self.max_batch):
             job = self._queue.popleft()[1]
+            if job.future.done():  # its request was abandoned (cancelled): nothing to compute
+                continue
             jobs.append(job)
             count += len(job.inputs)
         return jobs
@@ -99,9 +104,13 @@ class Batcher:
         """Serve batches until `stop()`, finishing what is queued."""
         loop = asyncio.get_running_loop()
         while (jobs := await self._take()) is not None:
+            if not jobs:
+                continue
             try:
                 results = await loop.run_in_executor(self._model, self._run_model, jobs)
-            except Exception as error:  # handed to each waiting request, which answers 500
+            except Exception as error:  # handed to each waiting request, which answers 500; logged once here
+                log.error("the model failed on a batch of %d images: %s: %s", sum(len(job.inputs) for job in jobs),
+                          type(error).__name__, " ".join(str(error).split())[:300])
                 for job in jobs:
                     if not job.future.done():
                         job.future.set_exception(error)

@@ -2,16 +2,28 @@
 client says what the right text was (`POST /feedback`).
 
 Each reading's image is kept in memory for at most `keep_seconds`, at most `keep_count` of them and
-`keep_bytes` in all (the oldest go first). A confirmed reading is written as `NNNNNN_TEXT.EXT` into the
-`--collect` folder, the naming `lstm_ocr_train.py --train_dir` reads (labelled_data.py); the client
-never names a path, the text must be in the model's alphabet, the same image is filed once, and the
-folder's size is capped (`max_bytes`, counting what is already there).
+`keep_bytes` in all (the oldest go first). A confirmed reading is written into the `--collect` folder
+as `NNNNNN.EXT` (`NNNNNN_TEXT.EXT` when TEXT is plain letters and digits) and its text is put in the
+folder's `labels.csv`, which `lstm_ocr_train.py --train_dir` reads (labelled_data.py): any text of the
+model's alphabet (`/`, `_`, `.`, any script) reads back exactly, whatever a file name could hold.
+The client never names a path, the text must be in the model's alphabet, the same image is filed
+once, and the folder's size is capped (`max_bytes`, counting what is already there).
+
+Writes are atomic and safe with two servers on one folder: under an exclusive lock on the folder,
+the image goes to a temporary file (O_EXCL, O_NOFOLLOW), is linked to the first free number (a
+number is never reused, nothing is replaced, no planted link is written through), and labels.csv is
+rewritten whole and renamed into place; a failed write leaves neither the image nor a half file. A
+feedback refused for a reason of the server's (a full disk, a full folder) keeps its image, so the
+client may retry.
 """
 
+import csv
+import fcntl
 import hashlib
 import io
 import os
 import re
+import stat
 import threading
 import time
 import uuid
@@ -20,10 +32,16 @@ from dataclasses import dataclass
 
 from PIL import Image
 
+from lstm_ocr import labelled_data
 from lstm_ocr.cli import InputError
+from lstm_ocr.hyperparameters import MAX_LABELS_BYTES
 
 EXTENSIONS = {"PNG": ".png", "JPEG": ".jpg", "GIF": ".gif", "BMP": ".bmp", "WEBP": ".webp", "TIFF": ".tif"}
-NUMBERED = re.compile(r"^(\d+)_")
+NUMBERED = re.compile(r"^(\d+)(?:[_.]|$)")
+PLAIN = re.compile(r"[0-9A-Za-z]{1,64}")  # a text that may also stand in the file's name
+LOCK_NAME = ".labels.lock"
+LABELS_NAME = "labels.csv"
+CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
 
 
 class FeedbackError(Exception):
@@ -57,6 +75,22 @@ class FeedbackStore:
         self.used = sum(entry.stat(follow_symlinks=False).st_size for entry in names)
         numbers = [int(match.group(1)) for entry in names if (match := NUMBERED.match(entry.name))]
         self.next_number = max(numbers, default=0) + 1
+        found = labelled_data.labels_file(folder)  # InputError for one that cannot be read
+        if found is not None and os.path.islink(found):
+            raise InputError(f"--collect {folder}: its {os.path.basename(found)} is a link; the service rewrites "
+                             "that file in place, so it must be a file of the folder's own")
+        self.labels_path = found or os.path.join(folder, LABELS_NAME)
+        self.delimiter = labelled_data.LABEL_FILES[os.path.basename(self.labels_path)]
+        if found is None:  # the images already there keep the labels their names give them
+            images = sorted(entry.name for entry in names if labelled_data.is_image_name(entry.name))
+            rows = [(name, text) for name in images if (text := labelled_data.name_label(name))]
+            if rows:
+                try:
+                    with self._folder_lock():
+                        self._write_labels([("file", "text"), *rows])
+                except OSError as error:
+                    raise InputError(f"--collect {folder}: cannot write {LABELS_NAME}: "
+                                     f"{error.strerror or error}") from None
         self._filed: set[str] = set()  # digests of the images filed by this run
         self._kept: OrderedDict[str, _Kept] = OrderedDict()
         self._kept_bytes = 0
@@ -80,48 +114,147 @@ class FeedbackStore:
             self._kept_bytes -= len(self._kept.popitem(last=False)[1].data)
 
     def label(self, text: str) -> str:
-        """`text` checked as a label: in the model's alphabet, so also safe in a file name."""
+        """`text` checked as a label: in the model's alphabet, and one the labels file gives back exactly."""
         if not text or len(text) > 64 or any(c not in self.alphabet for c in text):
             raise FeedbackError(400, f"text must be 1 to 64 characters of the model's alphabet {self.alphabet!r}, "
                                      f"got {text[:80]!r}")
+        if not labelled_data.survives_labels_file(text, self.delimiter):
+            raise FeedbackError(400, f"text {text!r} would not read back from {LABELS_NAME} as it is (spaces at "
+                                     "its ends, or a NUL)")
         return text
 
     def file(self, reading_id: str, correct: bool, text: str | None) -> str | None:
         """File the image of `reading_id` under its right text (the reading's if `correct`, else `text`):
-        the new file's name, or None when a wrong reading comes without the right text (nothing learnt)."""
+        the new file's name, or None when a wrong reading comes without the right text (nothing learnt).
+        A FeedbackError of the client's (400) or of the server's (507) keeps the image for a retry."""
         label = self.label(text) if text is not None else None
         with self._lock:
             self._expire(time.monotonic())
-            kept = self._kept.pop(reading_id, None)
+            kept = self._kept.get(reading_id)
             if kept is None:
                 raise FeedbackError(404, f"no image kept for id {reading_id[:40]!r}: unknown, already answered, or "
                                          f"older than {self.keep_seconds:g} s")
-            self._kept_bytes -= len(kept.data)
             if correct:
                 if label is not None and label != kept.text:
                     raise FeedbackError(400, f"correct is true but text {label!r} differs from the reading "
                                              f"{kept.text!r}")
                 label = self.label(kept.text)
             elif label is None:
+                self._forget(reading_id)
                 return None
             digest = hashlib.sha256(kept.data).hexdigest()
             if digest in self._filed:
+                self._forget(reading_id)
                 return None
             if self.used + len(kept.data) > self.max_bytes:
                 raise FeedbackError(507, f"the --collect folder holds {self.used} bytes, at its limit of "
                                          f"{self.max_bytes}: move its images away (to train on them) to collect more")
-            name = f"{self.next_number:06d}_{label}{extension(kept.data)}"
-            path = os.path.join(self.folder, name)
-            try:
-                with open(path, "xb") as file:  # never replaces a file
-                    file.write(kept.data)
-            except OSError as error:
-                raise FeedbackError(507, f"cannot write into the --collect folder: {error.strerror or error}") from None
-            self.next_number += 1
+            self._forget(reading_id)  # taken while it is written: a second answer for it is a 404
+        try:  # outside the lock: the folder's lock and the disk never hold up keep() (the event loop)
+            name = self._write(kept.data, label)
+        except OSError as error:
+            with self._lock:  # kept again, for a retry
+                self._kept[reading_id] = kept
+                self._kept_bytes += len(kept.data)
+            raise FeedbackError(507, f"cannot write into the --collect folder: {error.strerror or error}") from None
+        with self._lock:
             self.used += len(kept.data)
             self._filed.add(digest)
             self.filed += 1
-            return name
+        return name
+
+    def _forget(self, reading_id: str) -> None:
+        kept = self._kept.pop(reading_id)
+        self._kept_bytes -= len(kept.data)
+
+    def _folder_lock(self):
+        """An exclusive lock on the folder, shared with every other server filing into it."""
+        return _FolderLock(os.path.join(self.folder, LOCK_NAME))
+
+    def _write(self, data: bytes, label: str) -> str:
+        """Under the folder's lock: the image under the next free number, and its row in labels.csv."""
+        suffix = f"_{label}" if PLAIN.fullmatch(label) else ""
+        with self._folder_lock():
+            temporary = os.path.join(self.folder, f".incoming-{uuid.uuid4().hex}.tmp")
+            name = None
+            try:
+                _write_new(temporary, data)
+                while True:  # link() never replaces and never follows a link planted at the name
+                    name = f"{self.next_number:06d}{suffix}{extension(data)}"
+                    self.next_number += 1  # a number tried is never tried again, even if the write fails
+                    try:
+                        os.link(temporary, os.path.join(self.folder, name))
+                        break
+                    except FileExistsError:
+                        continue
+                rows = self._read_labels()
+                self._write_labels((rows or [("file", "text")]) + [(name, label)])
+            except BaseException:
+                if name is not None and os.path.lexists(os.path.join(self.folder, name)):
+                    _remove(os.path.join(self.folder, name))
+                raise
+            finally:
+                _remove(temporary)
+        return name
+
+    def _read_labels(self) -> list[list[str]]:
+        """The rows of the folder's labels file as they are (none if there is none yet)."""
+        if not os.path.lexists(self.labels_path):
+            return []
+        size = labelled_data.check_labels_file(self.labels_path)
+        if os.path.islink(self.labels_path) or size > MAX_LABELS_BYTES:
+            raise OSError(f"{self.labels_path} is a link or over {MAX_LABELS_BYTES} bytes; move the folder's images "
+                          "away to collect more")
+        with open(self.labels_path, newline="", encoding="utf-8-sig") as file:
+            return list(csv.reader(file, delimiter=self.delimiter))
+
+    def _write_labels(self, rows: list) -> None:
+        """The labels file rewritten whole and renamed into place: readers never see half of it."""
+        buffer = io.StringIO()
+        csv.writer(buffer, delimiter=self.delimiter).writerows(rows)
+        temporary = os.path.join(self.folder, f".labels-{uuid.uuid4().hex}.tmp")
+        try:
+            _write_new(temporary, buffer.getvalue().encode("utf-8"))
+            os.replace(temporary, self.labels_path)  # replaces a link planted there, never writes through it
+        finally:
+            _remove(temporary)
+
+
+class _FolderLock:
+    """flock on a lock file opened without following links."""
+
+    def __init__(self, path: str):
+        self.path = path
+
+    def __enter__(self) -> "_FolderLock":
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0), 0o644)
+        if not stat.S_ISREG(os.fstat(self.fd).st_mode):
+            os.close(self.fd)
+            raise OSError(f"{self.path} is not a regular file")
+        fcntl.flock(self.fd, fcntl.LOCK_EX)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        os.close(self.fd)  # releases the lock
+
+
+def _write_new(path: str, data: bytes) -> None:
+    """`data` into a new file (never an existing one, never through a link), flushed to the disk."""
+    fd = os.open(path, CREATE, 0o644)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _remove(path: str) -> None:
+    try:
+        os.remove(path)
+    except OSError:
+        pass
 
 
 def extension(data: bytes) -> str:

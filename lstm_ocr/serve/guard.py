@@ -6,6 +6,14 @@
 - At most `max_connections` connections: a new one past that closes the connection that has spent
   the longest receiving a request or idle, so slow clients cannot hold every slot; when all are busy
   with requests being answered, the newcomer gets 503.
+- One body limit for every route (`max_body`): a Content-Length over it is answered 413 from the
+  request's head, and a body (chunked too) is counted as h11 hands it over and refused the moment it
+  passes the limit, before the application buffers it. A request with both Content-Length and
+  Transfer-Encoding is answered 400 and closed (RFC 9112 section 6.1: it may be smuggling).
+- A deadline on writing answers: a connection whose answers stay unread (the transport's buffer over
+  its high-water mark, the client reading nothing) for `request_seconds` is dropped, and a connection
+  blocked in writing is evicted like an idle one when the server is full (pipelining clients that
+  never read cannot hold the slots).
 - A connection closed here gets its answer, a FIN, and 1 s in which what the client still sends is
   dropped (a close with unread bytes would reset the connection and could destroy the answer).
 - Client faults are one log line: a malformed request is uvicorn's "Invalid HTTP request" warning, and
@@ -24,8 +32,11 @@ from typing import Any
 import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from lstm_ocr.hyperparameters import SERVE_MAX_BODY_BYTES
+
 log = logging.getLogger("lstm_ocr_serve")
 LINGER_SECONDS = 1.0
+SEND_BUFFER_BYTES = 16 * 1024  # the kernel's per connection (it books twice this), and the transport's high water
 CLOSED_HERE = "lstm_ocr.closed_by_server"  # a scope key: this protocol closed the request's connection
 
 
@@ -41,6 +52,7 @@ class GuardedH11Protocol(H11Protocol):
 
     request_seconds = 10.0  # set by lstm_ocr_serve.py from --request_seconds
     max_connections = 256
+    max_body = SERVE_MAX_BODY_BYTES  # set from --max_body
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
@@ -48,6 +60,12 @@ class GuardedH11Protocol(H11Protocol):
         self._eof = False  # the client has shut its side of the connection
         self._lingering = False  # answered and closing: what the client still sends is dropped
         self.waiting_since: float | None = None  # when it began waiting for a request; None: one is in hand
+        self.writing_since: float | None = None  # when its answers began to wait for the client to read them
+        self._write_deadline: asyncio.TimerHandle | None = None
+        self._body_bytes = 0  # of the request being received
+        self._lost = False
+        self._h11_next_event = self.conn.next_event
+        self.conn.next_event = self._next_event  # every event h11 parses passes the limits first
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -56,22 +74,101 @@ class GuardedH11Protocol(H11Protocol):
             # h11 writes an answer's head and body apart: without this, Nagle's algorithm holds the body
             # until the client's delayed ACK (40 ms). asyncio sets it only on sockets made with IPPROTO_TCP.
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if sock is not None:
+            # The kernel's send buffer would grow to megabytes for a client that reads nothing, hiding it
+            # from the write deadline; answers are a few kilobytes, so a bounded one costs no speed.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER_BYTES)
+        transport.set_write_buffer_limits(high=SEND_BUFFER_BYTES)  # then pause_writing: the deadline starts
         self._arm()
         if len(self.connections) > self.max_connections and not self._make_room():
             log.warning("refused a connection from %s: %d connections, all busy", self._peer(), self.max_connections)
             self._close_with(503, "Service Unavailable", "too many connections; retry later")
 
     def _make_room(self) -> bool:
-        """Close the connection that has waited longest for a complete request; False if none waits."""
-        waiting = [other for other in self.connections
-                   if isinstance(other, GuardedH11Protocol) and other is not self and other.waiting_since is not None]
+        """Close the connection that has waited longest for a complete request, or for its client to read
+        its answers; False if none waits."""
+        waiting = [other for other in self.connections if isinstance(other, GuardedH11Protocol) and other is not self
+                   and (other.waiting_since is not None or other.writing_since is not None)]
         if not waiting:
             return False
-        oldest = min(waiting, key=lambda other: other.waiting_since)
-        log.warning("closed a connection from %s to make room: no complete request in %.1f s", oldest._peer(),
-                    self.loop.time() - oldest.waiting_since)
-        oldest._close_with(503, "Service Unavailable", "the server is full and this connection sent no request")
+        oldest = min(waiting, key=lambda other: min(t for t in (other.waiting_since, other.writing_since)
+                                                     if t is not None))
+        if oldest.writing_since is not None:
+            log.warning("closed a connection from %s to make room: its answers unread for %.1f s", oldest._peer(),
+                        self.loop.time() - oldest.writing_since)
+            oldest._drop()
+        else:
+            log.warning("closed a connection from %s to make room: no complete request in %.1f s", oldest._peer(),
+                        self.loop.time() - oldest.waiting_since)
+            oldest._close_with(503, "Service Unavailable", "the server is full and this connection sent no request")
         return True
+
+    def _next_event(self) -> Any:
+        """h11's next event, unless it breaks a limit: then the connection is answered and closed, and
+        h11.PAUSED stops uvicorn from handling anything more of it."""
+        event = self._h11_next_event()
+        if isinstance(event, h11.Request):
+            self._body_bytes = 0
+            names = [name.lower() for name, _ in event.headers]
+            if b"transfer-encoding" in names and b"content-length" in names:
+                log.warning("refused a request from %s: both Content-Length and Transfer-Encoding", self._peer())
+                self._close_with(400, "Bad Request", "a request with both Content-Length and Transfer-Encoding is "
+                                                     "refused (RFC 9112 section 6.1)")
+                return h11.PAUSED
+            length = next((value for name, value in event.headers if name.lower() == b"content-length"), None)
+            if length is not None and int(length) > self.max_body:  # h11 has checked it is one number
+                return self._too_large(f"the body is {int(length)} bytes, over the limit of {self.max_body}")
+        elif isinstance(event, h11.Data):
+            self._body_bytes += len(event.data)
+            if self._body_bytes > self.max_body:
+                return self._too_large(f"the body is over the limit of {self.max_body} bytes")
+        return event
+
+    def _too_large(self, message: str) -> Any:
+        log.warning("refused a request from %s: %s", self._peer(), message)
+        if self.cycle is not None and self.cycle.response_complete and self.conn.their_state is h11.SEND_BODY:
+            self._linger()  # this request was answered already (404, 405): one answer each, then the close
+        else:
+            self._close_with(413, "Content Too Large", message)
+        return h11.PAUSED
+
+    def shutdown(self) -> None:
+        """uvicorn's graceful close; a connection answered and closing here is simply closed (h11 is in the
+        middle of a request it was never given)."""
+        if self._lingering:
+            self.transport.close()
+        else:
+            super().shutdown()
+
+    def pause_writing(self) -> None:
+        """The client reads our answers slower than we write them: it has `request_seconds` to catch up."""
+        super().pause_writing()
+        if self.writing_since is None:
+            self.writing_since = self.loop.time()
+            self._write_deadline = self.loop.call_later(self.request_seconds, self._write_expired)
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        self._writes_flow()
+
+    def _writes_flow(self) -> None:
+        self.writing_since = None
+        if self._write_deadline is not None:
+            self._write_deadline.cancel()
+            self._write_deadline = None
+
+    def _write_expired(self) -> None:
+        self._write_deadline = None
+        log.warning("closed a connection from %s: it read no answer within %g s", self._peer(), self.request_seconds)
+        self._drop()
+
+    def _drop(self) -> None:
+        """Close at once, what is unsent discarded: the client reads nothing, so nothing more can reach it."""
+        self._writes_flow()
+        self.waiting_since = None
+        if self.cycle is not None:
+            self.cycle.scope[CLOSED_HERE] = True
+        self.transport.abort()
 
     def _peer(self) -> str:
         return f"{self.client[0]}:{self.client[1]}" if self.client else "a client"
@@ -124,7 +221,9 @@ class GuardedH11Protocol(H11Protocol):
                 self._arm()
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self._lost = True
         self._disarm()
+        self._writes_flow()
         super().connection_lost(exc)
 
     def _expired(self) -> None:
@@ -171,4 +270,9 @@ class GuardedH11Protocol(H11Protocol):
             self.cycle.message_event.set()  # a request waiting for its body learns it is gone
         if self.transport.can_write_eof():
             self.transport.write_eof()
-        self.loop.call_later(LINGER_SECONDS, self.transport.close)
+        self.loop.call_later(LINGER_SECONDS, self._end_linger)
+
+    def _end_linger(self) -> None:
+        """Close; a client that does not even read the answer is dropped at the write deadline."""
+        self.transport.close()
+        self.loop.call_later(self.request_seconds, lambda: None if self._lost else self.transport.abort())
