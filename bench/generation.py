@@ -1,12 +1,16 @@
 """Captcha generation speed per process: the original example's PNG round trip against this port's
 straight-from-PIL path, and the varied style (captcha_styles.py) against the example style. The
 three are measured interleaved, round by round (A, B, C, A, B, C, ...), so that a machine whose
-speed drifts affects them alike; the ratios are what counts.
+speed drifts affects them alike; the ratios are what counts. With --baseline, the varied style of
+another captcha_styles.py (an earlier commit's, `git show REV:captcha_styles.py > FILE`) is measured
+in the same rounds, to compare a change of the drawing with the code before it.
 
-    .venv/bin/python bench/generation.py [--images 300] [--rounds 3] [--min_len 3] [--max_len 4] [FONT_OR_FOLDER]
+    .venv/bin/python bench/generation.py [--images 300] [--rounds 3] [--min_len 3] [--max_len 4]
+        [--baseline FILE] [FONT_OR_FOLDER]
 """
 
 import argparse
+import importlib.util
 import os
 import sys
 import time
@@ -36,6 +40,16 @@ def seconds(make, gen: CaptchaGen, images: int) -> float:
     return time.perf_counter() - tic
 
 
+def baseline_varied(path: str, fonts: list[str], hp: Hyperparams) -> CaptchaGen:
+    """A varied-style generator that draws with the VariedCaptcha of another captcha_styles.py."""
+    spec = importlib.util.spec_from_file_location("baseline_captcha_styles", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    gen = CaptchaGen(fonts, hp, seed=0, style="varied")
+    gen.varied = module.VariedCaptcha(fonts, 0)
+    return gen
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("font", nargs="?", default="font/DroidSansMono.ttf")
@@ -43,6 +57,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--min_len", type=int, default=3)
     parser.add_argument("--max_len", type=int, default=4)
+    parser.add_argument("--baseline", help="another captcha_styles.py whose varied style to measure too")
     args = parser.parse_args()
     hp = Hyperparams(min_len=args.min_len, max_len=args.max_len)
     fonts = find_fonts(args.font, hp.chars)
@@ -52,6 +67,9 @@ def main() -> None:
     methods = {"PNG round trip (example)": (lambda t: png_round_trip(example, t), example),
                "straight from PIL (port)": (example.image_u8, example),
                "varied style, from PIL": (varied.image_u8, varied)}
+    if args.baseline:
+        before = baseline_varied(args.baseline, fonts, hp)
+        methods["varied style, --baseline"] = (before.image_u8, before)
     totals = dict.fromkeys(methods, 0.0)
     for _ in range(args.rounds):
         for name, (make, gen) in methods.items():
@@ -62,6 +80,10 @@ def main() -> None:
     print(f"generation  straight from PIL (port)  {direct:8.1f} images/s per process  ({direct / original:.2f}x)")
     print(f"generation  varied style, from PIL    {rates['varied style, from PIL']:8.1f} images/s per process  "
           f"({rates['varied style, from PIL'] / direct:.2f}x the example style from PIL)")
+    if args.baseline:
+        before = rates["varied style, --baseline"]
+        print(f"generation  varied style, --baseline  {before:8.1f} images/s per process  "
+              f"(cost per image now {before / rates['varied style, from PIL']:.2f}x the baseline's)")
 
 
 if __name__ == "__main__":
