@@ -1,7 +1,7 @@
 """A contact sheet of varied-style captchas (captcha_styles.py), each with its label, to look at.
 
     .venv/bin/python bench/varied_samples.py [--count 40] [--seed 1] [--out results/varied-samples.png]
-        [--family NAME]
+        [--family NAME] [--chars 0123456789 --case keep]
 
 --family draws every sample with that family of captcha_styles.FAMILY_SHARES forced on (and none in
 the example's look), to look at one family at a time.
@@ -30,11 +30,13 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--min_len", type=int, default=3)
     parser.add_argument("--max_len", type=int, default=6)
+    parser.add_argument("--chars", default="0123456789", help="the texts' characters")
+    parser.add_argument("--case", default="keep", choices=["keep", "fold"], help="as lstm_ocr_train.py's --case")
     parser.add_argument("--family", choices=sorted(set(FAMILY_SHARES) - {"example"}),
                         help="force this family on in every sample")
     parser.add_argument("--out", default=os.path.join(ROOT, "results", "varied-samples.png"))
     args = parser.parse_args()
-    hp = Hyperparams(min_len=args.min_len, max_len=args.max_len)
+    hp = Hyperparams(chars=args.chars, min_len=args.min_len, max_len=args.max_len, case=args.case)
     fonts = find_fonts(os.path.join(ROOT, "font"), hp.chars)
     gen = CaptchaGen(fonts, hp, seed=args.seed, style="varied")
     if args.family:
