@@ -5,10 +5,17 @@ field) and for the rest of the project's own look. The box holds the whole text,
 waves included: an upright glyph is about 0.7-0.9 of it high, a lower-case letter's x-height half.
 
     .venv/bin/python bench/text_pixels.py [--images 400] [--seed 1] [--sizes 96x36,128x48,160x60,192x72]
+        [--write DIR]
+
+--write DIR also writes three labelled sets of --images captchas (4-5 characters of 0-9a-z, lower
+case) to read with `lstm_ocr_infer.py --prefix P DIR/SET`: DIR/small (small text in a large field),
+DIR/small-cropped (the same images cropped to the text's box and 15 % of its height around it) and
+DIR/own (the rest of the project's look); none in the example's look.
 """
 
 import argparse
 import os
+import random
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -22,6 +29,27 @@ from hyperparameters import Hyperparams  # noqa: E402
 
 ALNUM = "0123456789abcdefghijklmnopqrstuvwxyz"
 PERCENTILES = (10, 50, 90)
+CROP_MARGIN = 0.15  # of the text box's height, around it, in the cropped set
+
+
+def write_sets(folder: str, fonts: list[str], count: int, seed: int) -> None:
+    """The small, small-cropped and own sets of --write (see the module's docstring)."""
+    texts = random.Random(seed)
+    for name, small in (("small", 1.0), ("own", 0.0)):
+        gen = VariedCaptcha(fonts, seed, shares={"example": 0.0, "small_text": small})
+        os.makedirs(os.path.join(folder, name))
+        if small:
+            os.makedirs(os.path.join(folder, "small-cropped"))
+        for index in range(count):
+            text = "".join(texts.choice(ALNUM) for _ in range(texts.randint(4, 5)))
+            image = gen.render(text)
+            image.save(os.path.join(folder, name, f"{index:04d}_{text}.png"))
+            if small:
+                left, top, right, bottom = gen.text_box
+                margin = max(2, round((bottom - top) * CROP_MARGIN))
+                image.crop((max(0, left - margin), max(0, top - margin), min(image.width, right + margin),
+                            min(image.height, bottom + margin))).save(
+                    os.path.join(folder, "small-cropped", f"{index:04d}_{text}.png"))
 
 
 def boxes(gen: CaptchaGen, count: int) -> np.ndarray:
@@ -39,6 +67,7 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=400)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--sizes", default="96x36,128x48,160x60,192x72", help="network inputs, WIDTHxHEIGHT")
+    parser.add_argument("--write", help="also write the small, small-cropped and own sets into this new folder")
     args = parser.parse_args()
     sizes = [tuple(int(v) for v in size.split("x")) for size in args.sizes.split(",")]
     hp = Hyperparams(chars=ALNUM, min_len=4, max_len=5, case="fold")
@@ -57,6 +86,9 @@ def main() -> None:
             high = np.percentile(box_h * scale, PERCENTILES)
             print(f"  network {net_w}x{net_h} --fit pad: {'/'.join(f'{v:.1f}' for v in high)} px high, "
                   f"{np.mean(box_h * scale < 12):.2f} of the images under 12 px")
+    if args.write:
+        write_sets(args.write, fonts, args.images, args.seed)
+        print(f"sets small, small-cropped and own of {args.images} images in {args.write}")
 
 
 if __name__ == "__main__":
