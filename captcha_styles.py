@@ -135,7 +135,8 @@ class VariedCaptcha:
         self.example_rng = random.Random(int(self.rng.integers(2**63)))
         self.fonts = [ImageFont.truetype(path, GLYPH_SIZE) for path in font_paths]
         self.glyphs: dict[tuple[int, str], tuple[np.ndarray, int]] = {}
-        self.text_box: tuple[int, int, int, int] | None = None  # the last text's (left, top, right, bottom)
+        # the last text's (left, top, right, bottom), before an image_warp; None for the example's look
+        self.text_box: tuple[int, int, int, int] | None = None
         # The example's look at its own size (the example network's image, drawn at RENDER_SCALE:
         # 160x60), whatever this network's input size: the captcha package sizes its glyphs in
         # pixels, so a larger canvas would draw a look of smaller text that no held-out set has.
