@@ -1,6 +1,7 @@
 import os
 
 import captcha.image as captcha_image
+import cv2
 import numpy as np
 import pytest
 
@@ -11,7 +12,7 @@ from lstm_ocr.cli import InputError
 from lstm_ocr.hyperparameters import DIGITS, VARIED_MAX_SIZE, VARIED_MIN_SIZE, Hyperparams
 from lstm_ocr.images import to_network_input
 from lstm_ocr.multiproc_data import MPData
-from lstm_ocr.styles import VariedCaptcha, _seeded_captcha
+from lstm_ocr.styles import FAMILY_SHARES, GLYPH_SIZE, VariedCaptcha, _seeded_captcha
 
 ALNUM = "0123456789abcdefghijklmnopqrstuvwxyz"
 
@@ -169,3 +170,131 @@ def test_the_trainer_trains_on_the_varied_style_and_inference_follows_its_fit(fo
     assert run_script("captcha_generator.py", "--style", "varied", "--num", "0089", font, image).returncode == 0
     read = run_script("lstm_ocr_infer.py", "--prefix", prefix, "--epoch", "1", image)
     assert read.returncode == 0 and read.stdout.startswith("Digits: ["), read.stderr
+
+
+# --- the families of distortion (captcha_styles.FAMILY_SHARES) -----------------------------------
+
+NOISE_OFF = {family: 0.0 for family in ("example", "lines", "arcs", "curve", "stroke_curve", "dots", "speckle",
+                                        "image_warp", "blur", "jpeg", "invert")}
+PLAIN_GLYPHS = {family: 0.0 for family in ("font_per_char", "rotation", "slant", "glyph_warp", "crowded", "hollow",
+                                           "baseline_wave", "text_warp")}
+
+
+def test_an_unknown_family_is_refused(font):
+    with pytest.raises(ValueError, match="unknown families \\['holow'\\]"):
+        VariedCaptcha([font], seed=1, shares={"holow": 1.0})
+
+
+def test_every_family_forced_on_at_once_still_draws_images_within_the_size_range(fonts):
+    gen = VariedCaptcha(fonts, seed=4, shares={family: 1.0 for family in FAMILY_SHARES} | {"example": 0.0})
+    (min_w, min_h), (max_w, max_h) = VARIED_MIN_SIZE, VARIED_MAX_SIZE
+    for index in range(30):
+        image = np.asarray(gen.render(ALNUM[index % 30:index % 30 + 3 + index % 4]))
+        assert min_h <= image.shape[0] <= max_h and min_w <= image.shape[1] <= max_w and image.shape[2] == 3
+        gray = image.mean(axis=2)
+        assert np.percentile(gray, 99) - np.percentile(gray, 1) > 50
+
+
+def test_forced_families_are_reproducible_from_the_seed(fonts):
+    shares = {"small_text": 1.0, "hollow": 1.0, "speckle": 1.0, "image_warp": 1.0}
+    first, again = ([np.asarray(VariedCaptcha(fonts, seed=6, shares=shares).render("a7k2")) for _ in range(1)]
+                    for _ in range(2))
+    assert np.array_equal(first[0], again[0])
+
+
+def test_small_text_lies_anywhere_in_a_large_field_and_its_ink_in_its_box(fonts):
+    gen = VariedCaptcha(fonts, seed=3, shares=NOISE_OFF | {"small_text": 1.0})
+    centres, shares, ink_inside = [], [], []
+    for index in range(40):
+        image = np.asarray(gen.render(ALNUM[index % 30:index % 30 + 4]).convert("L"))
+        height, width = image.shape
+        left, top, right, bottom = gen.text_box
+        assert height >= 40 and (bottom - top) <= 0.5 * height + 1 and (right - left) <= 0.7 * width + 1
+        darkest = np.argsort(cv2.GaussianBlur(image.astype(np.float32), (0, 0), 0.8), axis=None)[:20]
+        rows, columns = np.unravel_index(darkest, image.shape)
+        ink_inside.append(np.all((top - 2 <= rows) & (rows < bottom + 2) & (left - 2 <= columns)
+                                 & (columns < right + 2)))
+        centres.append(((left + right) / 2 / width, (top + bottom) / 2 / height))
+        shares.append((bottom - top) / height)
+    assert np.mean(ink_inside) >= 0.9  # the text is the darkest thing (but for a grainy or patterned background)
+    xs, ys = np.array(centres).T
+    assert xs.min() < 0.3 and xs.max() > 0.7 and ys.min() < 0.35 and ys.max() > 0.65  # anywhere on the canvas
+    assert min(shares) < 0.35
+
+
+def test_text_fills_most_of_its_canvas_without_small_text(fonts):
+    gen = VariedCaptcha(fonts, seed=3, shares=NOISE_OFF | {"small_text": 0.0})
+    for index in range(30):
+        image = gen.render(ALNUM[index % 30:index % 30 + 4])
+        left, top, right, bottom = gen.text_box
+        assert bottom - top >= 0.4 * image.size[1] or bottom - top >= 11
+
+
+def test_hollow_glyphs_are_an_outline_around_the_glyphs_shape_empty_or_filled(font):
+    gen = VariedCaptcha([font], seed=1)
+    mask, _ = gen.glyph(0, "8")
+    text_color, fill = np.array([20.0, 20, 20], np.float32), np.array([200.0, 100, 100], np.float32)
+
+    def glyph_in(drawn: np.ndarray) -> np.ndarray:
+        """The glyph's coverage where `outline` put it (it pads its layer by the same width each side)."""
+        pad = (drawn.shape[0] - mask.shape[0]) // 2
+        padded = np.zeros(drawn.shape, np.float32)
+        padded[pad:pad + mask.shape[0], pad:pad + mask.shape[1]] = mask
+        return padded
+
+    hollow, color = gen.outline(mask, None, text_color, None, GLYPH_SIZE, 3)
+    assert color is None and hollow.shape[0] > mask.shape[0] and hollow.shape[1] > mask.shape[1]
+    assert hollow[glyph_in(hollow) > 0.99].max() < 0.02  # inside the glyph: nothing drawn, the background shows
+    assert (hollow > 0.5).sum() > 0.3 * (mask > 0.5).sum()  # a line all around it
+    filled, color = gen.outline(mask, None, text_color, fill, GLYPH_SIZE, 3)
+    glyph = glyph_in(filled)
+    assert filled[glyph > 0.99].min() > 0.99 and np.allclose(color[glyph > 0.99], fill, atol=2)
+    line = (glyph == 0) & (filled > 0.99)
+    assert line.sum() > 0.3 * (mask > 0.5).sum() and np.allclose(color[line], text_color)
+
+
+def test_glyph_warp_moves_a_glyphs_corners_out_of_a_parallelogram(font):
+    gen = VariedCaptcha([font], seed=1)
+    square = np.ones((40, 40), np.float32)
+    plain, anchor = gen.place_glyph(square, 30, np.eye(2), 0.0)
+    assert plain.shape == (41, 41) and np.allclose(anchor, (20, 30))
+    warped, anchor = gen.place_glyph(square, 30, np.eye(2), 0.12)
+    assert warped.shape != plain.shape and abs(warped.sum() - square.sum()) > 0.02 * square.sum()
+    assert 0 <= anchor[0] < warped.shape[1] and 0 <= anchor[1] < warped.shape[0]
+
+
+def test_crowded_glyphs_overlap_but_keep_their_order(font):
+    width = VariedCaptcha([font], seed=2).glyph(0, "8")[0].shape[1]
+    color = [np.zeros(3, np.float32)]
+    widths = {}
+    for crowded in (0.0, 1.0):
+        gen = VariedCaptcha([font], seed=2, shares=PLAIN_GLYPHS | {"crowded": crowded})
+        widths[crowded] = [gen.text_layer("8888", color, 400)[0].shape[1] for _ in range(20)]  # glyph-sized
+    assert np.mean(widths[1.0]) < 0.8 * np.mean(widths[0.0]) and np.mean(widths[1.0]) < 3.5 * width
+    assert min(widths[1.0]) >= (1 + 3 * 0.6) * width * 0.75  # each glyph starts past the previous one's middle
+
+
+def test_speckle_covers_a_few_percent_of_the_pixels(font):
+    gen = VariedCaptcha([font], seed=5)
+    for _ in range(10):
+        pixels = np.full((100, 300, 3), 128, np.uint8)
+        gen.speckle(pixels, np.array([30.0, 60, 90], np.float32))
+        changed = (pixels != 128).any(axis=2).mean()
+        assert 0.001 < changed < 0.1
+
+
+def test_image_warp_bends_a_straight_line(font):
+    gen = VariedCaptcha([font], seed=5)
+    for _ in range(10):
+        pixels = np.full((100, 300, 3), 255, np.uint8)
+        pixels[48:52] = 0
+        warped = gen.image_warp(pixels)
+        rows = warped[:, 20:280:10, 0].argmin(axis=0)
+        assert warped.shape == pixels.shape and rows.max() - rows.min() >= 2
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_pattern_backgrounds_alternate_two_tones(font, seed):
+    gen = VariedCaptcha([font], seed=seed)
+    t = gen.pattern(60, 200)
+    assert t.shape == (60, 200) and 0 <= t.min() < 0.1 and 0.5 < t.max() <= 1 and t.std() > 0.1
