@@ -20,7 +20,7 @@ printed beside it, `Text: 7+3=? Answer: 10`; a reading that does not parse is ma
 its confidence (JSON: `"answer": null`). Labels are then answers (names NNNN_ANSWER), or expressions
 (a labels file of texts), and the accuracy line counts right answers.
 
-As a library, see reader.py: `from reader import Reader`.
+As a library, see lstm_ocr/reader.py: `from lstm_ocr import Reader`.
 """
 
 import json

@@ -4,7 +4,7 @@ of labelled images (`--train_dir`), from scratch or from a checkpoint (`--finetu
     python lstm_ocr_train.py --loss ctc font/
     python lstm_ocr_train.py --gpu 1 --num_proc 4 --loss warpctc font/Ubuntu-M.ttf
     python lstm_ocr_train.py --train_dir mine/train --val_dir mine/val --finetune pretrained/ocr:12 --prefix mine/ocr
-    python dist_launch.py -n 2 -s 1 font/    # distributed: see dist_launch.py and the README
+    python -m lstm_ocr.dist_launch -n 2 -s 1 font/    # distributed: see lstm_ocr/dist_launch.py and the README
 
 Writes `PREFIX-symbol.json`, `PREFIX-meta.json` and `PREFIX-%04d.params` (+ `.states`) every epoch.
 """
@@ -215,7 +215,7 @@ def check_args(args: argparse.Namespace, hp: Hyperparams) -> None:
     missing = [name for name in DMLC_ENV if not os.environ.get(name)]
     if distributed and (not worker or missing):
         raise InputError(f"--kv_store {args.kv_store} needs the environment of an MXNet worker (DMLC_ROLE=worker, "
-                         f"{', '.join(DMLC_ENV)}); start it with dist_launch.py")
+                         f"{', '.join(DMLC_ENV)}); start it with python -m lstm_ocr.dist_launch")
     if worker and not distributed:
         raise InputError(f"DMLC_ROLE=worker needs --kv_store dist_sync or dist_async, got {args.kv_store}")
     for name in ("gpu", "pool_size", "load_epoch"):
