@@ -9,9 +9,8 @@ import sys
 
 if __name__ == "__main__":
     import lstm_ocr.venv_check  # noqa: F401  (first: one error line, not a traceback, without the .venv's packages)
-    from lstm_ocr.captcha_generator import main
-    from lstm_ocr.cli import run_main
+    from lstm_ocr.captcha_generator import command
 
-    run_main(main)
+    command()
 else:
     sys.modules[__name__] = importlib.import_module("lstm_ocr.captcha_generator")

@@ -6,8 +6,7 @@
 It runs without MXNet too, with an exported model: `python lstm_ocr_infer.py --onnx model.onnx sample.jpg`.
 """
 
-from lstm_ocr.cli import run_main
-from lstm_ocr.infer import main
+from lstm_ocr.infer import command
 
 if __name__ == "__main__":
-    run_main(main)
+    command()

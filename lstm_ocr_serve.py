@@ -4,8 +4,7 @@
     python lstm_ocr_serve.py --onnx model.onnx --port 8000     # ONNX Runtime, no MXNet
 """
 
-from lstm_ocr.cli import run_main
-from lstm_ocr.serve.app import main
+from lstm_ocr.serve.app import command
 
 if __name__ == "__main__":
-    run_main(main)
+    command()

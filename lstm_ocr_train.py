@@ -8,8 +8,7 @@ import lstm_ocr.venv_check  # noqa: F401  (first: one error line, not a tracebac
 
 # isort: split
 
-from lstm_ocr.cli import run_main
-from lstm_ocr.train import main
+from lstm_ocr.train import command
 
 if __name__ == "__main__":
-    run_main(main)
+    command()

@@ -171,5 +171,10 @@ def main() -> None:
         sys.exit(1)
 
 
+def command() -> None:
+    """`lstm-ocr-read` and the root script: main() with one `error:` line for a refusal (run_main)."""
+    run_main(main)
+
+
 if __name__ == "__main__":
     run_main(main)

@@ -396,5 +396,10 @@ def main() -> None:
     print(export_command(args.prefix, args.epoch, args.out, args.overwrite))
 
 
+def command() -> None:
+    """`lstm-ocr-export` and the root script: main() with one `error:` line for a refusal (run_main)."""
+    run_main(main)
+
+
 if __name__ == "__main__":
     run_main(main)

@@ -749,5 +749,10 @@ def main(argv: list[str] | None = None) -> None:
         exit_with(f"{error}; last checkpoint: {last_checkpoint(args.prefix)}", code=1)
 
 
+def command() -> None:
+    """`lstm-ocr-train` and the root script: main() with one `error:` line for a refusal (run_main)."""
+    run_main(main)
+
+
 if __name__ == "__main__":
     run_main(main)

@@ -11,11 +11,13 @@ from lstm_ocr.cli import exit_on_signals, exit_with
 
 
 def _starting_script() -> bool:
-    """Whether this process is one of the project's scripts, starting: its handlers still Python's own
+    """Whether this process is one of the project's scripts or commands, starting: its handlers still Python's own
     (a library user's process, or a script that set its own, is left alone)."""
     package = os.path.dirname(os.path.abspath(__file__))
     script = sys.argv[0] if sys.argv else ""
-    return (script.endswith(".py") and os.path.dirname(os.path.abspath(script)) in (package, os.path.dirname(package))
+    ours = ((script.endswith(".py") and os.path.dirname(os.path.abspath(script)) in (package, os.path.dirname(package)))
+            or os.path.basename(script).startswith("lstm-ocr-"))  # a console command (pyproject's scripts)
+    return (ours
             and signal.getsignal(signal.SIGINT) is signal.default_int_handler
             and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL)
 

@@ -493,5 +493,10 @@ def main() -> None:
     print(f"Stopped after reading {batcher.images} images in {batcher.batches} batches", file=sys.stderr, flush=True)
 
 
+def command() -> None:
+    """`lstm-ocr-serve` and the root script: main() with one `error:` line for a refusal (run_main)."""
+    run_main(main)
+
+
 if __name__ == "__main__":
     run_main(main)
