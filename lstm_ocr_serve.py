@@ -1,6 +1,6 @@
 """The HTTP service that reads captchas (its code: lstm_ocr/serve/app.py; installed as `lstm-ocr-serve`).
 
-    python lstm_ocr_serve.py --prefix pretrained/general --port 8000
+    python lstm_ocr_serve.py --prefix general --port 8000
     python lstm_ocr_serve.py --onnx model.onnx --port 8000     # ONNX Runtime, no MXNet
 """
 

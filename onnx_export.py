@@ -1,7 +1,7 @@
 """A checkpoint as an ONNX model, for ONNX Runtime (its code: lstm_ocr/onnx_export.py; installed as
 `lstm-ocr-export`).
 
-    python onnx_export.py --prefix pretrained/general --out general.onnx    # [--epoch N] [--overwrite]
+    python onnx_export.py --prefix general --out general.onnx    # [--epoch N] [--overwrite]
 """
 
 import lstm_ocr.venv_check  # noqa: F401  (first: one error line, not a traceback, without the .venv's packages)

@@ -15,7 +15,7 @@ goes to stderr); `--min_confidence X` marks readings below X as rejected; `--all
 whose length lies outside what the model was trained on is marked `untrained_length`.
 
 `--answer` reads arithmetic captchas (a model trained with `--style arithmetic`, such as
-pretrained/arith): the reading is parsed (arithmetic.py; never evaluated as code) and its integer answer
+the shipped arith): the reading is parsed (arithmetic.py; never evaluated as code) and its integer answer
 printed beside it, `Text: 7+3=? Answer: 10`; a reading that does not parse is marked `no_answer` with
 its confidence (JSON: `"answer": null`). Labels are then answers (names NNNN_ANSWER), or expressions
 (a labels file of texts), and the accuracy line counts right answers.

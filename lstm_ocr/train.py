@@ -3,7 +3,7 @@ of labelled images (`--train_dir`), from scratch or from a checkpoint (`--finetu
 
     python lstm_ocr_train.py --loss ctc font/
     python lstm_ocr_train.py --gpu 1 --num_proc 4 --loss warpctc font/Ubuntu-M.ttf
-    python lstm_ocr_train.py --train_dir mine/train --val_dir mine/val --finetune pretrained/ocr:12 --prefix mine/ocr
+    python lstm_ocr_train.py --train_dir mine/train --val_dir mine/val --finetune general --prefix mine/ocr
     python -m lstm_ocr.dist_launch -n 2 -s 1 font/    # distributed: see lstm_ocr/dist_launch.py and the README
 
 Writes `PREFIX-symbol.json`, `PREFIX-meta.json` and `PREFIX-%04d.params` (+ `.states`) every epoch.
@@ -24,7 +24,7 @@ from dataclasses import dataclass, fields
 import mxnet as mx
 import numpy as np
 
-from lstm_ocr import arithmetic, checkpoint, ctc_metrics, hyperparameters, labelled_data
+from lstm_ocr import arithmetic, checkpoint, ctc_metrics, hyperparameters, labelled_data, models
 from lstm_ocr import curves as training_curves
 from lstm_ocr.captcha_generator import find_fonts
 from lstm_ocr.cli import (
@@ -86,9 +86,9 @@ def build_parser() -> ArgumentParser:
     parser.add_argument("--skip_bad", action="store_true",
                         help="with --train_dir: skip unreadable images (counted in the log) instead of stopping")
     parser.add_argument("--finetune", metavar="PREFIX[:EPOCH]",
-                        help="start from this checkpoint's weights (its latest epoch unless :EPOCH is given; any "
-                             "network: the network and its size follow it), with a fresh optimizer; a new alphabet "
-                             "gets a fresh pred_fc")
+                        help="start from this checkpoint's weights (PREFIX, or a shipped model: general, alnum, "
+                             "arith, ocr; its latest epoch unless :EPOCH is given; any network: the network and its "
+                             "size follow it), with a fresh optimizer; a new alphabet gets a fresh pred_fc")
     parser.add_argument("--gpu", type=int, help="number of GPUs to train on [default 0]")
     parser.add_argument("--cpu", type=int, help="number of CPU contexts, when --gpu is 0 [default 1]")
     parser.add_argument("--num_proc", type=int, help="CAPTCHA generating processes [default 2]")
@@ -385,9 +385,11 @@ def load_start(spec: str) -> Start:
     """The checkpoint of `--finetune PREFIX[:EPOCH]` (the prefix's latest epoch unless given), or InputError."""
     prefix, colon, epoch = spec.rpartition(":")
     if not colon or not epoch.isdigit():
-        prefix, epoch = spec, str(checkpoint.latest_epoch(spec))
-    if not prefix or int(epoch) < 1:
-        raise InputError(f"--finetune takes PREFIX or PREFIX:EPOCH (for example pretrained/general:38), got {spec!r}")
+        prefix, epoch = spec, ""
+    if not prefix or (epoch and int(epoch) < 1):
+        raise InputError(f"--finetune takes PREFIX or PREFIX:EPOCH (for example general:38), got {spec!r}")
+    prefix = models.resolve(prefix, int(epoch) if epoch else None)  # a checkpoint here, or a shipped model
+    epoch = epoch or str(checkpoint.latest_epoch(prefix))
     _, arg_params, aux_params, hp = checkpoint.load_with_hyperparams(prefix, int(epoch))
     if "pred_fc_weight" not in arg_params:
         raise checkpoint.CheckpointError(f"--finetune {spec}: {checkpoint.params_path(prefix, int(epoch))} has no "

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import PYTHON, ROOT, assert_all_exit, descendants_of, run_script
+from conftest import PYTHON, ROOT, SHIPPED, assert_all_exit, descendants_of, run_script
 from lstm_ocr import checkpoint
 from lstm_ocr.captcha_generator import CaptchaGen
 from lstm_ocr.hyperparameters import Hyperparams
@@ -29,7 +29,7 @@ from lstm_ocr.reader import Constraints, Reader
 from lstm_ocr.serve.batcher import Batcher
 
 SERVE = os.path.join(ROOT, "lstm_ocr_serve.py")
-PRETRAINED = os.path.join(ROOT, "pretrained", "ocr")
+PRETRAINED = os.path.join(SHIPPED, "ocr")
 TIMEOUT = 60
 
 
@@ -554,11 +554,10 @@ def test_answer_puts_each_sums_parsed_answer_in_its_reading(font):
         buffer = io.BytesIO()
         gen.render(gen.random_text()).save(buffer, format="PNG")
         sums.append(buffer.getvalue())
-    prefix = os.path.join(ROOT, "pretrained", "arith")
-    running = Service("--prefix", prefix, "--answer")
+    running = Service("--prefix", "arith", "--answer")  # a shipped model's bare name
     try:
         status, found, _ = running.request("POST", "/read", *multipart([(f"{i}.png", b) for i, b in enumerate(sums)]))
-        expected = Reader(prefix, answer=True).read_many(sums)
+        expected = Reader("arith", answer=True).read_many(sums)
         assert status == 200
         assert [r["answer"] for r in found["readings"]] == [e.answer for e in expected]
         assert [r["text"] for r in found["readings"]] == [e.text for e in expected]

@@ -1,6 +1,6 @@
 """An HTTP service that reads captchas (FastAPI on uvicorn), batching concurrent requests into one forward pass.
 
-    python lstm_ocr_serve.py --prefix pretrained/ocr --epoch 12 --port 8000
+    python lstm_ocr_serve.py --prefix general --port 8000
     python lstm_ocr_serve.py --onnx model.onnx --port 8000 --collect collected/   # ONNX Runtime, no MXNet
 
     curl --data-binary @sample.png http://127.0.0.1:8000/read
