@@ -63,9 +63,9 @@ def reader(onnx_model) -> Reader:
 class Service:
     """A running lstm_ocr_serve.py on a free port of 127.0.0.1."""
 
-    def __init__(self, *args: str, python: str = PYTHON):
-        self.process = subprocess.Popen([python, SERVE, "--port", "0", *args], stdout=subprocess.PIPE,
-                                        stderr=subprocess.PIPE, text=True)
+    def __init__(self, *args: str, python: str = PYTHON, command: list[str] | None = None, cwd: str | None = None):
+        self.process = subprocess.Popen([*(command or [python, SERVE]), "--port", "0", *args], stdout=subprocess.PIPE,
+                                        stderr=subprocess.PIPE, text=True, cwd=cwd)
         with selectors.DefaultSelector() as selector:
             selector.register(self.process.stdout, selectors.EVENT_READ)
             ready = selector.select(TIMEOUT)
