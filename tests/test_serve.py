@@ -7,6 +7,7 @@ import http.client
 import io
 import json
 import os
+import re
 import selectors
 import signal
 import socket
@@ -243,6 +244,22 @@ def test_health_and_the_openapi_schema(service, reader):
     assert {"image/*", "multipart/form-data", "application/json"} <= set(content)
     status, page, _ = service.request("GET", "/docs")
     assert status == 200 and b"swagger" in page.lower()
+
+
+@pytest.mark.parametrize("page", ["/docs", "/redoc"])
+def test_the_docs_pages_load_nothing_from_elsewhere(service, page):
+    """Offline, /docs works: every script, stylesheet and icon the page loads is served by the service
+    itself (fastapi-offline's copies), none from a CDN."""
+    status, html, _ = service.request("GET", page)
+    assert status == 200
+    text = html.decode()
+    assets = re.findall(r"""<(?:script|link)\b[^>]*?\b(?:src|href)=["']([^"']+)["']""", text)
+    assert any(a.endswith(".js") for a in assets) and (page == "/redoc" or any(a.endswith(".css") for a in assets))
+    assert "http://" not in text and "https://" not in text and "//cdn" not in text
+    for asset in assets:
+        assert asset.startswith("/") and not asset.startswith("//"), asset
+        status, body, _ = service.request("GET", asset)
+        assert status == 200 and len(body) > 1000, (asset, status)
 
 
 def test_cors_origin(onnx_model, images):

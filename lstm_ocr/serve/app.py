@@ -43,6 +43,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
+from fastapi_offline import FastAPIOffline
 from pydantic import BaseModel, Field
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
@@ -276,8 +277,9 @@ def create_app(reader: Reader, batcher: Batcher, settings: Settings, store: Feed
         await task
         decodes.shutdown(wait=False)
 
-    app = FastAPI(title="lstm-ocr", summary="Reads captchas with an LSTM + CTC network",
-                  version="1.0.0", lifespan=lifespan)
+    # /docs and /redoc load Swagger UI's and ReDoc's files from this service (fastapi-offline ships them)
+    app = FastAPIOffline(title="lstm-ocr", summary="Reads captchas with an LSTM + CTC network",
+                         version="1.0.0", lifespan=lifespan)
     if cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=cors_origins, allow_methods=["GET", "POST"],
                            allow_headers=["Content-Type"])
