@@ -421,8 +421,6 @@ def fitted_params(start: Start, hp: Hyperparams) -> tuple[dict, dict]:
         arg_params = convert_params(arg_params, start.hp, hp.network)
     if hp.chars != start.hp.chars:
         arg_params = {name: value for name, value in arg_params.items() if not name.startswith("pred_fc")}
-        logging.info("The alphabet %r differs from the checkpoint's %r: every layer but pred_fc is kept, pred_fc "
-                     "starts fresh", hp.chars, start.hp.chars)
     symbol = lstm_ocr(hp)
     shapes = {"data": (hp.batch_size, hp.image_width, hp.image_height), "label": (hp.batch_size, hp.num_label)}
     arg_shapes, _, aux_shapes = symbol.infer_shape(**shapes)
@@ -739,6 +737,9 @@ def main(argv: list[str] | None = None) -> None:
         logging.warning("The font path %s is not used: with --train_dir, fonts draw only --synthetic captchas",
                         args.font_path)
     fitted = fitted_params(run.start, hp) if run.start is not None else None
+    if run.start is not None and hp.chars != run.start.hp.chars:
+        logging.info("The alphabet %r differs from the checkpoint's %r: every layer but pred_fc is kept, pred_fc "
+                     "starts fresh", hp.chars, run.start.hp.chars)
     stop_on_signals()
     try:
         train(args, hp, run.fonts, plan, fitted)

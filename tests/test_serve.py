@@ -75,6 +75,7 @@ class Service:
             self.process.kill()
             raise AssertionError(f"the server did not start: {line!r} {self.process.stderr.read()}")
         self.port = int(line.split("http://127.0.0.1:")[1].split()[0])
+        self.started = line  # the start-up line
 
     def request(self, method: str, path: str, body: bytes | None = None, headers: dict | None = None) -> tuple:
         connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=TIMEOUT)
@@ -467,6 +468,30 @@ def trickle(client: socket.socket, data: bytes, stop: threading.Event) -> thread
     thread = threading.Thread(target=send)
     thread.start()
     return thread
+
+
+def test_each_4xx_answer_is_one_log_line_and_the_start_up_line_names_the_options(onnx_model, images, tmp_path):
+    running = Service("--onnx", onnx_model, "--max_body", "100000")
+    collecting = Service("--onnx", onnx_model, "--collect", str(tmp_path / "kept"), "--access_log")
+    try:
+        refused = [running.request("GET", "/nowhere"),                                    # 404
+                   running.request("POST", "/read?length=0", images[0]),                   # 400
+                   running.request("POST", "/read", b"x" * 200_000),                       # 413
+                   running.post_json("/feedback", {"id": "0" * 32, "correct": True}),      # 404: no --collect
+                   running.request("PUT", "/read", images[0])]                             # 405
+        assert [status for status, _, _ in refused] == [404, 400, 413, 404, 405]
+        assert running.request("POST", "/read", images[0])[0] == 200
+    finally:
+        code, stderr = running.stop()
+        collecting.stop()
+    assert code == 0 and "Traceback" not in stderr
+    lines = [line for line in stderr.splitlines() if line.startswith("WARNING: ")]
+    assert len(lines) == 5, stderr
+    for line, (status, path) in zip(lines, [(404, "/nowhere"), (400, "/read"), (413, "/read"), (404, "/feedback"),
+                                            (405, "/read")], strict=True):
+        assert line.startswith(f"WARNING: {status} ") and f" {path} from 127.0.0.1:" in line, line
+    assert "--collect off" in running.started and "--access_log off" in running.started
+    assert f"--collect {tmp_path / 'kept'}" in collecting.started and "--access_log on" in collecting.started
 
 
 def test_a_trickled_body_is_answered_408_at_the_request_deadline(onnx_model, images):

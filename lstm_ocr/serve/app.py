@@ -157,6 +157,14 @@ def error_answer(status: int, message: str, readings: list[dict] | None = None) 
     return JSONResponse({"readings": readings or [], "error": message}, status)
 
 
+def refusal(request: Request, status: int, message: str, readings: list[dict] | None = None) -> JSONResponse:
+    """The error answer, and its one log line (what was refused, from whom, why)."""
+    client = request.client
+    log.warning("%d %s %s from %s: %s", status, request.method, request.url.path,
+                f"{client[0]}:{client[1]}" if client else "a client", message)
+    return error_answer(status, message, readings)
+
+
 async def read_body(request: Request, limit: int) -> bytes:
     """The request's body, refused (413) as soon as it is known to pass `limit` bytes."""
     length = request.headers.get("content-length")
@@ -286,20 +294,20 @@ def create_app(reader: Reader, batcher: Batcher, settings: Settings, store: Feed
 
     @app.exception_handler(Refused)
     async def refused(request: Request, error: Refused) -> JSONResponse:
-        return error_answer(error.status, str(error), error.readings)
+        return refusal(request, error.status, str(error), error.readings)
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, error: HTTPException) -> JSONResponse:
         message = error.detail if error.status_code != 404 else \
             f"no such path {request.url.path}; POST /read, POST /feedback, GET /health, GET /docs"
-        answer = error_answer(error.status_code, str(message))
+        answer = refusal(request, error.status_code, str(message))
         answer.headers.update(error.headers or {})
         return answer
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, error: RequestValidationError) -> JSONResponse:
         reasons = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
-        return error_answer(400, reasons[:500])
+        return refusal(request, 400, reasons[:500])
 
     @app.exception_handler(ClientDisconnect)
     async def gone(request: Request, error: ClientDisconnect) -> JSONResponse:
@@ -412,8 +420,9 @@ class Server(uvicorn.Server):
         await super().startup(sockets)
         if self.started:
             host, port = sockets[0].getsockname()[:2]
-            print(f"Serving {self.config.app.state.model} on http://{host}:{port} (POST /read, POST /feedback, "
-                  f"GET /health, GET /docs)", flush=True)
+            state = self.config.app.state
+            print(f"Serving {state.model} on http://{host}:{port} (POST /read, POST /feedback, GET /health, "
+                  f"GET /docs); {'; '.join(state.options)}", flush=True)
 
 
 def listen(host: str, port: int) -> socket.socket:
@@ -480,6 +489,8 @@ def main() -> None:
     batcher = Batcher(reader, args.max_batch, args.max_wait_ms)
     app = create_app(reader, batcher, settings, store, args.cors_origin)
     app.state.model = reader.name
+    app.state.options = (f"--collect {args.collect}" if args.collect else "--collect off: no feedback filed",
+                         "--access_log on" if args.access_log else "--access_log off: refusals only")
     GuardedH11Protocol.request_seconds = args.request_seconds
     GuardedH11Protocol.max_connections = args.max_connections
     logging.basicConfig(format="%(levelname)s: %(message)s", level=logging.INFO)
