@@ -12,7 +12,7 @@ TRAIN_ARGS ?=
 
 setup: $(VENV)/.installed fonts
 
-# The pinned packages, then this project itself (editable: `from reader import Reader` works from any folder).
+# The pinned packages, then this project itself (editable: `from lstm_ocr import Reader` works from any folder).
 $(VENV)/.installed: requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet -r requirements.txt
@@ -42,13 +42,13 @@ $(VENV)/.bench-installed: requirements-bench.txt $(VENV)/.installed
 
 # Freely licensed fonts: the captcha package's DroidSansMono and Debian's DejaVu fonts where
 # /usr/share/fonts has them (both offline), then more from Debian's font packages, fetched without
-# installing them (fetch_fonts.py; a package that cannot be had is a warning, see font/README.md).
+# installing them (lstm_ocr/fetch_fonts.py; a package that cannot be had is a warning, see font/README.md).
 fonts: $(VENV)/.installed
 	cp "$$($(PY) -c 'import captcha, os; print(os.path.dirname(captcha.__file__))')/data/DroidSansMono.ttf" font/
 	for name in $(DEJAVU_FONTS); do \
 		if [ -f $(DEJAVU_DIR)/$$name.ttf ]; then cp $(DEJAVU_DIR)/$$name.ttf font/; fi; \
 	done
-	$(PY) fetch_fonts.py font/
+	$(PY) -m lstm_ocr.fetch_fonts font/
 
 train: setup
 	$(PY) lstm_ocr_train.py $(TRAIN_ARGS) font/

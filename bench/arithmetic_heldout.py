@@ -2,7 +2,7 @@
 written to a folder, then read by `lstm_ocr_infer.py --answer --json DIR`; ddddocr reads the same files
 beside it, its reading parsed by the same parser (arithmetic.py).
 
-    .venv/bin/python bench/arithmetic_heldout.py [--prefix pretrained/arith --epoch N] [--count 500]
+    .venv/bin/python bench/arithmetic_heldout.py [--prefix arith --epoch N] [--count 500]
         [--seed 2601] [--sets own,wheezy] [--keep DIR] [--ddddocr]
 
 - own:    `captcha_generator.py --style arithmetic --count N --seed S font/` (the project's arithmetic
@@ -23,7 +23,7 @@ import random
 import sys
 import tempfile
 
-from lstm_ocr import checkpoint
+from lstm_ocr import checkpoint, models
 from readers import chosen_sets, kept_set, run  # also puts the repository root on sys.path
 
 # isort: split
@@ -102,7 +102,7 @@ def theirs(folder: str) -> tuple[float, float, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--prefix", default="pretrained/arith")
+    parser.add_argument("--prefix", default="arith")
     parser.add_argument("--epoch", type=int, default=None, help="[default: the last saved]")
     parser.add_argument("--count", type=int, default=500)
     parser.add_argument("--seed", type=int, default=2601)
@@ -112,6 +112,7 @@ def main() -> None:
                                        "reused by a run of the same settings), not a temporary one")
     parser.add_argument("--ddddocr", action="store_true", help="also read every set with ddddocr")
     args = parser.parse_args()
+    args.prefix = models.resolve(args.prefix)  # a checkpoint, or a shipped model's name
     sets = chosen_sets(parser, args.sets, SETS)
     if args.count <= 0:
         parser.error(f"--count must be positive, got {args.count}")

@@ -2,7 +2,7 @@
 images rejected, the accuracy of those kept, and of those rejected.
 
     .venv/bin/python captcha_generator.py --count 1000 --seed 1 font/DroidSansMono.ttf /tmp/testset/
-    .venv/bin/python bench/confidence.py /tmp/testset [--prefix pretrained/ocr --epoch 12 | --onnx model.onnx]
+    .venv/bin/python bench/confidence.py /tmp/testset [--prefix ocr --epoch 12 | --onnx model.onnx]
 """
 
 import argparse
@@ -20,7 +20,7 @@ THRESHOLDS = (0.0, 0.5, 0.8, 0.9, 0.95, 0.99)
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("folder")
-    parser.add_argument("--prefix", default="pretrained/ocr")
+    parser.add_argument("--prefix", default="ocr")
     parser.add_argument("--epoch", type=int, default=12)
     parser.add_argument("--onnx")
     args = parser.parse_args()

@@ -1,5 +1,5 @@
 """Training speed (samples/s) of one plain trainer, and of 1 and 2 distributed workers (dist_sync,
-1 server) started by dist_launch.py on this machine.
+1 server) started by `python -m lstm_ocr.dist_launch` on this machine.
 
     .venv/bin/python bench/dist_speed.py [--samples 6400] [font/]
 
@@ -42,8 +42,9 @@ def main() -> None:
         trainer = [*SETTINGS, "--train_epoch_size", str(args.samples), "--prefix", os.path.join(folder, "ocr"),
                    args.font_path]
         runs = [("plain trainer", [sys.executable, "lstm_ocr_train.py", *trainer])]
-        runs += [(f"{n} worker{'s' * (n > 1)}, 1 server", [sys.executable, "dist_launch.py", "-n", str(n), "-s", "1",
-                                                           *trainer]) for n in (1, 2)]
+        launcher = [sys.executable, "-m", "lstm_ocr.dist_launch"]
+        runs += [(f"{n} worker{'s' * (n > 1)}, 1 server", [*launcher, "-n", str(n), "-s", "1", *trainer])
+                 for n in (1, 2)]
         for name, command in runs:
             costs, wall = run(command)
             speeds = [args.samples / cost for cost in costs]

@@ -4,7 +4,7 @@ site would accept (the right ones; a wrong one teaches nothing, its text stays u
 collected folder as it is, serve the new model, and repeat; after each round, the accuracy on held-out images
 of that look, read by `lstm_ocr_infer.py`.
 
-    .venv/bin/python bench/feedback_loop.py [--prefix pretrained/alnum] [--rounds 3] [--per_round 300]
+    .venv/bin/python bench/feedback_loop.py [--prefix alnum] [--rounds 3] [--per_round 300]
         [--chars 0123456789abcdefghijklmnopqrstuvwxyz --min_len 4 --max_len 5] [--test_count 500] [--out DIR]
 
 Each round fine-tunes the shipped model (`--finetune PREFIX`) on everything collected so far, with the folder's
@@ -65,7 +65,7 @@ def serve_and_confirm(prefix: str, folder: str, collected: str) -> tuple[int, in
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--prefix", default="pretrained/alnum")
+    parser.add_argument("--prefix", default="alnum")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--per_round", type=int, default=300)
     parser.add_argument("--chars", default=ALNUM)

@@ -1,7 +1,7 @@
 """Accuracy of a checkpoint on a test set per font, measured the user's way: `captcha_generator.py
 --count N --seed S FONT DIR`, then `lstm_ocr_infer.py DIR`; with --ddddocr, ddddocr reads every set too.
 
-    .venv/bin/python bench/font_accuracy.py [--prefix pretrained/ocr --epoch N] [--count 1000] [--seed 1]
+    .venv/bin/python bench/font_accuracy.py [--prefix ocr --epoch N] [--count 1000] [--seed 1]
         [--keep DIR] [--ddddocr]
 
 The example's noise is not seeded (the captcha package draws it with `secrets`): `--keep DIR` writes
@@ -16,7 +16,7 @@ import sys
 import tempfile
 from contextlib import nullcontext
 
-from lstm_ocr import checkpoint
+from lstm_ocr import checkpoint, models
 from readers import ddddocr_accuracy, kept_set, run  # also puts the repository root on sys.path
 
 
@@ -30,7 +30,7 @@ def summary(reader: str, accuracies: dict[str, float]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--prefix", default="pretrained/ocr")
+    parser.add_argument("--prefix", default="ocr")
     parser.add_argument("--epoch", type=int, default=None, help="[default: the last saved]")
     parser.add_argument("--count", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=1)
@@ -39,6 +39,7 @@ def main() -> None:
                         "them from it in every later run of the same --count and --seed")
     parser.add_argument("--ddddocr", action="store_true", help="also read every set with ddddocr")
     args = parser.parse_args()
+    args.prefix = models.resolve(args.prefix)  # a checkpoint, or a shipped model's name
     epoch = args.epoch or checkpoint.saved_epochs(args.prefix)[-1]
     print(f"# {' '.join(sys.argv)}  ({checkpoint.params_path(args.prefix, epoch)}, {args.count} images a font)")
     ours: dict[str, float] = {}

@@ -1,7 +1,7 @@
 """Accuracy of a checkpoint on fresh held-out sets of several looks, measured the user's way: each
 set is written to a folder, then read by `lstm_ocr_infer.py DIR`.
 
-    .venv/bin/python bench/heldout.py [--prefix pretrained/ocr --epoch N] [--count 500] [--seed 1001]
+    .venv/bin/python bench/heldout.py [--prefix ocr --epoch N] [--count 500] [--seed 1001]
         [--sets example,varied,wheezy] [--min_len 3 --max_len 4] [--chars 0123456789] [--keep DIR] [--ddddocr]
         [--read "--length 4"]
 
@@ -25,7 +25,7 @@ import random
 import sys
 import tempfile
 
-from lstm_ocr import checkpoint
+from lstm_ocr import checkpoint, models
 from readers import chosen_sets, ddddocr_accuracy, kept_set, run  # also puts the repository root on sys.path
 
 SETS = ("example", "varied", "wheezy")
@@ -49,7 +49,7 @@ def write_wheezy(folder: str, count: int, seed: int, min_len: int, max_len: int,
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--prefix", default="pretrained/ocr")
+    parser.add_argument("--prefix", default="ocr")
     parser.add_argument("--epoch", type=int, default=None, help="[default: the last saved]")
     parser.add_argument("--count", type=int, default=500)
     parser.add_argument("--seed", type=int, default=1001)
@@ -63,6 +63,7 @@ def main() -> None:
                         "wheezy's -fontFONT too: reused by a run of the same settings), not a temporary one")
     parser.add_argument("--ddddocr", action="store_true", help="also read every set with ddddocr")
     args = parser.parse_args()
+    args.prefix = models.resolve(args.prefix)  # a checkpoint, or a shipped model's name
     sets = chosen_sets(parser, args.sets, SETS)
     epoch = args.epoch or checkpoint.saved_epochs(args.prefix)[-1]
     print(f"# {' '.join(sys.argv)}  ({checkpoint.params_path(args.prefix, epoch)}, {args.count} images a set)")

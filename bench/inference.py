@@ -1,7 +1,7 @@
 """Inference speed: images/s in batches of 256 and one image at a time (the network's forward pass
 and greedy decoding with confidences, from preprocessed images).
 
-    .venv/bin/python bench/inference.py [--prefix pretrained/ocr --epoch N] [--images 512]
+    .venv/bin/python bench/inference.py [--prefix ocr --epoch N] [--images 512]
 """
 
 import argparse
@@ -13,7 +13,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import numpy as np  # noqa: E402
 
-from lstm_ocr import checkpoint  # noqa: E402
+from lstm_ocr import checkpoint, models  # noqa: E402
 from lstm_ocr.reader import Reader  # noqa: E402
 
 
@@ -27,10 +27,11 @@ def rate(prefix: str, epoch: int, images: np.ndarray, batch_size: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--prefix", default="pretrained/ocr")
+    parser.add_argument("--prefix", default="ocr")
     parser.add_argument("--epoch", type=int, default=None, help="[default: the last saved]")
     parser.add_argument("--images", type=int, default=512)
     args = parser.parse_args()
+    args.prefix = models.resolve(args.prefix)  # a checkpoint, or a shipped model's name
     epoch = args.epoch or checkpoint.saved_epochs(args.prefix)[-1]
     hp = checkpoint.load_hyperparams(args.prefix)
     images = np.random.default_rng(0).random((args.images, hp.image_width, hp.image_height)).astype(np.float32)

@@ -5,7 +5,7 @@ then `lstm_ocr_infer.py` on 1,000 held-out images of that look, and on 1,000 of 
 (the look the shipped models read at 0.99: does fine-tuning keep it readable?).
 
     .venv/bin/pip install -r requirements-bench.txt numpy==1.23.5     (wheezy.captcha, bench only)
-    .venv/bin/python bench/own_data.py [--sizes 200 500 1000] [--starts pretrained/ocr:12 scratch]
+    .venv/bin/python bench/own_data.py [--sizes 200 500 1000] [--starts ocr:12 scratch]
         [--synthetic 0 0.3] [--out DIR]
 
 The N labelled images are all the user has: the trainer holds out its fixed 10 % of them for
@@ -27,12 +27,12 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from lstm_ocr import checkpoint  # noqa: E402
+from lstm_ocr import checkpoint, models  # noqa: E402
 
 FONTS = ["font/DejaVuSansMono-Bold.ttf", "font/DejaVuSans-Bold.ttf"]  # wheezy's example names two bold fonts
 DIGITS = "0123456789"
 TEXT_LENGTH = 4  # wheezy's example draws 4 characters
-STARTS = ["pretrained/ocr:12", "scratch"]
+STARTS = ["ocr:12", "scratch"]
 
 
 def wheezy_look(fonts: list[str]):
@@ -111,7 +111,7 @@ def main() -> None:
                     command += ["--finetune", start] if start != "scratch" else []
                     command += ["--synthetic", f"{synthetic:g}", "font/"] if synthetic else []
                     if synthetic and start != "scratch":  # draw in the look the start was trained on
-                        with open(checkpoint.meta_path(start.rsplit(":", 1)[0])) as file:
+                        with open(checkpoint.meta_path(models.resolve(start.rsplit(":", 1)[0]))) as file:
                             style = json.load(file).get("options", {}).get("style")
                         command += ["--style", style] if style else []
                     print(f"$ python {' '.join(command)}", flush=True)

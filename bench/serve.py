@@ -2,7 +2,7 @@
 concurrencies, batching on and off, beside the ceiling (the Reader alone on the same images already turned
 into network inputs, batched), and ddddocr reading the same images one at a time in-process, in the same run.
 
-    .venv/bin/python bench/serve.py [--prefix pretrained/ocr --epoch 12] [--requests 400] [--levels 1,8,32]
+    .venv/bin/python bench/serve.py [--prefix ocr --epoch 12] [--requests 400] [--levels 1,8,32]
 
 The model is exported to ONNX and served by `lstm_ocr_serve.py --onnx` (with `.venv-onnx`'s Python
 when it exists, as deployed; `--backend mxnet` serves the checkpoint instead). Each level sends
@@ -192,7 +192,7 @@ def ddddocr_load(ocr, images: list[bytes], count: int, seconds: float, tally: Ta
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--prefix", default="pretrained/ocr")
+    parser.add_argument("--prefix", default="ocr")
     parser.add_argument("--epoch", type=int, default=12)
     parser.add_argument("--backend", choices=("onnx", "mxnet"), default="onnx")
     parser.add_argument("--images", type=int, default=300, help="distinct captchas [default 300]")

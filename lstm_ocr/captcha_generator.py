@@ -220,5 +220,10 @@ def main() -> None:
     print(f"Captcha image with {describe(text, hp)} written to {args.output}")
 
 
+def command() -> None:
+    """`lstm-ocr-generate` and the root script: main() with one `error:` line for a refusal (run_main)."""
+    run_main(main)
+
+
 if __name__ == "__main__":
     run_main(main)

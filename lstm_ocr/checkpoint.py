@@ -271,7 +271,7 @@ def latest_epoch(prefix: str) -> int:
     epochs = saved_epochs(prefix)
     if not epochs:
         raise CheckpointError(f"no checkpoint has prefix {prefix!r} (no {prefix}-NNNN.params): train one, or give "
-                              "a prefix such as pretrained/general")
+                              "a prefix such as general (a shipped model)")
     return epochs[-1]
 
 

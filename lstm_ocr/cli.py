@@ -60,8 +60,8 @@ def exit_on_signals() -> None:
 
 def run_main(main: Callable[[], None]) -> None:
     """Run a script's `main`: an InputError becomes one `error:` line (exit 2), Ctrl-C or SIGTERM one line
-    (exit 130), and a reader that closed our standard output (`... | head -1`) one line too (exit 1),
-    never a traceback."""
+    (exit 130), and a reader that closed our standard output (`... | head -2`) a quiet exit, as a Unix
+    filter's (141, as if by SIGPIPE): never a traceback."""
     try:
         main()
         sys.stdout.flush()
@@ -73,7 +73,7 @@ def run_main(main: Callable[[], None]) -> None:
         exit_with(f"interrupted by {signal_name}", code=130)
     except BrokenPipeError:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the exit's own flush must not fail again
-        exit_with("standard output was closed before every result was written", code=1)
+        sys.exit(128 + signal.SIGPIPE)
     except OSError as error:
         if not (_stdout_fails() or (error.errno in WRITE_ERRORS and error.filename is None)):
             raise

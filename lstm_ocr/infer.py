@@ -15,12 +15,12 @@ goes to stderr); `--min_confidence X` marks readings below X as rejected; `--all
 whose length lies outside what the model was trained on is marked `untrained_length`.
 
 `--answer` reads arithmetic captchas (a model trained with `--style arithmetic`, such as
-pretrained/arith): the reading is parsed (arithmetic.py; never evaluated as code) and its integer answer
+the shipped arith): the reading is parsed (arithmetic.py; never evaluated as code) and its integer answer
 printed beside it, `Text: 7+3=? Answer: 10`; a reading that does not parse is marked `no_answer` with
 its confidence (JSON: `"answer": null`). Labels are then answers (names NNNN_ANSWER), or expressions
 (a labels file of texts), and the accuracy line counts right answers.
 
-As a library, see reader.py: `from reader import Reader`.
+As a library, see lstm_ocr/reader.py: `from lstm_ocr import Reader`.
 """
 
 import json
@@ -173,6 +173,11 @@ def main() -> None:
         print(line, file=sys.stderr if args.json else sys.stdout)
     if any(r.error is not None for r in readings):
         sys.exit(1)
+
+
+def command() -> None:
+    """`lstm-ocr-read` and the root script: main() with one `error:` line for a refusal (run_main)."""
+    run_main(main)
 
 
 if __name__ == "__main__":

@@ -204,6 +204,9 @@ def main() -> None:
 
         print(onnx_export.export_command(args.prefix, args.epoch, args.out, args.overwrite))
         return
+    from lstm_ocr import models
+
+    args.prefix = models.resolve(args.prefix, args.epoch)  # a checkpoint here, or a shipped model
     symbol, arg_params, aux_params, hp = checkpoint.load_with_hyperparams(args.prefix, args.epoch)
     if hp.network == "crnn":
         raise InputError(f"--to {args.to} converts a fused or unrolled checkpoint; this one is crnn")

@@ -1,6 +1,6 @@
 """A checkpoint's inference network (softmax output, no loss) as an ONNX model, for ONNX Runtime.
 
-    python onnx_export.py --prefix pretrained/general --out general.onnx    # [--epoch N] [--overwrite]
+    python onnx_export.py --prefix general --out general.onnx    # [--epoch N] [--overwrite]
     python lstm_ocr_infer.py --onnx general.onnx sample.png                 # no MXNet needed to read it
 
 `mx.onnx.export_model` fails on these graphs (the unrolled graph's Split, the fused RNN op without
@@ -36,7 +36,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from lstm_ocr import checkpoint, model_check
+from lstm_ocr import checkpoint, model_check, models
 from lstm_ocr.cli import ArgumentParser, InputError, run_main, same_file, write_atomically
 from lstm_ocr.hyperparameters import ONNX_FORMAT, Hyperparams
 
@@ -374,6 +374,7 @@ def export(prefix: str, epoch: int, out: str) -> str:
 def export_command(prefix: str, epoch: int | None, out: str, overwrite: bool) -> str:
     """Export as the command line asks (the latest epoch if None); refuses to replace an existing file
     unless `overwrite`, and never the checkpoint's own files. Returns the line to print."""
+    given, prefix = prefix, models.resolve(prefix, epoch)
     epoch = epoch if epoch is not None else checkpoint.latest_epoch(prefix)
     own_files = (checkpoint.symbol_path(prefix), checkpoint.meta_path(prefix), checkpoint.params_path(prefix, epoch))
     if any(same_file(out, path) for path in own_files):
@@ -383,17 +384,24 @@ def export_command(prefix: str, epoch: int | None, out: str, overwrite: bool) ->
     if os.path.isdir(out):
         raise InputError(f"--out {out} is a folder; give the .onnx file to write")
     network = export(prefix, epoch, out)
-    return f"{network} checkpoint {checkpoint.params_path(prefix, epoch)} exported as ONNX {out}"
+    source = checkpoint.params_path(prefix, epoch) if prefix == given else f"{given}-{epoch:04d}.params (shipped)"
+    return f"{network} checkpoint {source} exported as ONNX {out}"
 
 
 def main() -> None:
     parser = ArgumentParser(description=__doc__)
-    parser.add_argument("--prefix", default="ocr", help="checkpoint prefix [default ocr]")
+    parser.add_argument("--prefix", default="ocr", help="checkpoint prefix, or a shipped model's name "
+                                                         "(general, alnum, arith, ocr) [default ocr]")
     parser.add_argument("--epoch", type=int, default=None, help="its epoch [default: the latest saved]")
     parser.add_argument("--out", required=True, help="the .onnx file to write")
     parser.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     args = parser.parse_args()
     print(export_command(args.prefix, args.epoch, args.out, args.overwrite))
+
+
+def command() -> None:
+    """`lstm-ocr-export` and the root script: main() with one `error:` line for a refusal (run_main)."""
+    run_main(main)
 
 
 if __name__ == "__main__":

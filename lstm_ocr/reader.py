@@ -2,11 +2,11 @@
 reading, shared by the scripts that read (lstm_ocr_infer.py, lstm_ocr_serve.py) and by library users.
 
     from lstm_ocr.reader import Reader
-    reader = Reader("pretrained/general")          # a checkpoint (MXNet), its latest epoch; or Reader.onnx(FILE)
+    reader = Reader("general")     # a shipped model (lstm_ocr/models), or a checkpoint PREFIX; or Reader.onnx(FILE)
     reading = reader.read("sample.png")             # a path, bytes, a file object, a uint8 array or a PIL image
     reading.text, reading.confidence, reading.chars
     reader.read("sample.png", allowed="0123456789", length=4)   # what you know about the captcha
-    Reader("pretrained/arith", answer=True).read("sum.png").answer   # 10 for an image of 7+3=?
+    Reader("arith", answer=True).read("sum.png").answer   # 10 for an image of 7+3=?
 
 A reading's text may use only the `allowed` characters (the confidence is then computed over them),
 and with `length` (N, or (MIN, MAX)) it is the most probable text of such a length under the CTC
@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from lstm_ocr import arithmetic, model_check
+from lstm_ocr import arithmetic, model_check, models
 from lstm_ocr.cli import InputError, mxnet_missing
 from lstm_ocr.decode import Decoded, decode_with_confidence
 from lstm_ocr.hyperparameters import (
@@ -213,6 +213,19 @@ class Reading:
                                                                        else {})
 
 
+def checkpoint_model(prefix: str, epoch: int | None) -> "MXNetModel | OnnxModel":
+    """The model of checkpoint `prefix` (saved here, or a shipped model's bare name: lstm_ocr.models);
+    without MXNet, a shipped model is read from its ONNX export."""
+    if (importlib.util.find_spec("mxnet") is None and models.is_shipped(prefix)
+            and epoch in (None, models.shipped()[prefix])):
+        model = OnnxModel(models.onnx_path(prefix))
+        model.name = f"{prefix} (shipped, its ONNX export)"
+        return model
+    model = MXNetModel(models.resolve(prefix, epoch), epoch)
+    model.name = f"{prefix} epoch {model.epoch}"
+    return model
+
+
 def _failed(reason: str) -> Reading:
     return Reading("", 0.0, [], error=reason)
 
@@ -231,7 +244,7 @@ class Reader:
         self.answer = answer
         if epoch is not None and (isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 1):
             raise InputError(f"epoch must be a positive int (or None: the latest), got {epoch!r}")
-        self.model = model if model is not None else MXNetModel(prefix, epoch)
+        self.model = model if model is not None else checkpoint_model(prefix, epoch)
         self.batch_size = batch_size
         # a reader that answers reads the most probable text arithmetic.py parses (ctc_decode.Grammar)
         self.grammar = arithmetic.grammar(self.hp.chars) if answer else None
@@ -368,7 +381,8 @@ class Reader:
 def add_model_options(parser: argparse.ArgumentParser, onnx_help: str, min_confidence_help: str) -> None:
     """The options that choose the model, --prefix/--epoch (a checkpoint, MXNet) or --onnx FILE (ONNX
     Runtime), and those that judge and constrain its readings: --min_confidence, --allowed, --length."""
-    parser.add_argument("--prefix", default=None, help=f"checkpoint prefix [default {DEFAULT_PREFIX}]")
+    parser.add_argument("--prefix", default=None, help="checkpoint prefix, or a shipped model's name (general, alnum, "
+                                                       f"arith, ocr) [default {DEFAULT_PREFIX}]")
     parser.add_argument("--epoch", type=int, default=None, help="checkpoint epoch [default: the latest saved]")
     parser.add_argument("--onnx", metavar="FILE", help=onnx_help)
     parser.add_argument("--min_confidence", type=float, default=None, metavar="X", help=min_confidence_help)

@@ -3,8 +3,8 @@ of labelled images (`--train_dir`), from scratch or from a checkpoint (`--finetu
 
     python lstm_ocr_train.py --loss ctc font/
     python lstm_ocr_train.py --gpu 1 --num_proc 4 --loss warpctc font/Ubuntu-M.ttf
-    python lstm_ocr_train.py --train_dir mine/train --val_dir mine/val --finetune pretrained/ocr:12 --prefix mine/ocr
-    python dist_launch.py -n 2 -s 1 font/    # distributed: see dist_launch.py and the README
+    python lstm_ocr_train.py --train_dir mine/train --val_dir mine/val --finetune general --prefix mine/ocr
+    python -m lstm_ocr.dist_launch -n 2 -s 1 font/    # distributed: see lstm_ocr/dist_launch.py and the README
 
 Writes `PREFIX-symbol.json`, `PREFIX-meta.json` and `PREFIX-%04d.params` (+ `.states`) every epoch.
 """
@@ -24,7 +24,7 @@ from dataclasses import dataclass, fields
 import mxnet as mx
 import numpy as np
 
-from lstm_ocr import arithmetic, checkpoint, ctc_metrics, hyperparameters, labelled_data
+from lstm_ocr import arithmetic, checkpoint, ctc_metrics, hyperparameters, labelled_data, models
 from lstm_ocr import curves as training_curves
 from lstm_ocr.captcha_generator import find_fonts
 from lstm_ocr.cli import (
@@ -86,9 +86,9 @@ def build_parser() -> ArgumentParser:
     parser.add_argument("--skip_bad", action="store_true",
                         help="with --train_dir: skip unreadable images (counted in the log) instead of stopping")
     parser.add_argument("--finetune", metavar="PREFIX[:EPOCH]",
-                        help="start from this checkpoint's weights (its latest epoch unless :EPOCH is given; any "
-                             "network: the network and its size follow it), with a fresh optimizer; a new alphabet "
-                             "gets a fresh pred_fc")
+                        help="start from this checkpoint's weights (PREFIX, or a shipped model: general, alnum, "
+                             "arith, ocr; its latest epoch unless :EPOCH is given; any network: the network and its "
+                             "size follow it), with a fresh optimizer; a new alphabet gets a fresh pred_fc")
     parser.add_argument("--gpu", type=int, help="number of GPUs to train on [default 0]")
     parser.add_argument("--cpu", type=int, help="number of CPU contexts, when --gpu is 0 [default 1]")
     parser.add_argument("--num_proc", type=int, help="CAPTCHA generating processes [default 2]")
@@ -216,7 +216,7 @@ def check_args(args: argparse.Namespace, hp: Hyperparams) -> None:
     missing = [name for name in DMLC_ENV if not os.environ.get(name)]
     if distributed and (not worker or missing):
         raise InputError(f"--kv_store {args.kv_store} needs the environment of an MXNet worker (DMLC_ROLE=worker, "
-                         f"{', '.join(DMLC_ENV)}); start it with dist_launch.py")
+                         f"{', '.join(DMLC_ENV)}); start it with python -m lstm_ocr.dist_launch")
     if worker and not distributed:
         raise InputError(f"DMLC_ROLE=worker needs --kv_store dist_sync or dist_async, got {args.kv_store}")
     for name in ("gpu", "pool_size", "load_epoch"):
@@ -416,9 +416,11 @@ def load_start(spec: str) -> Start:
     """The checkpoint of `--finetune PREFIX[:EPOCH]` (the prefix's latest epoch unless given), or InputError."""
     prefix, colon, epoch = spec.rpartition(":")
     if not colon or not epoch.isdigit():
-        prefix, epoch = spec, str(checkpoint.latest_epoch(spec))
-    if not prefix or int(epoch) < 1:
-        raise InputError(f"--finetune takes PREFIX or PREFIX:EPOCH (for example pretrained/general:38), got {spec!r}")
+        prefix, epoch = spec, ""
+    if not prefix or (epoch and int(epoch) < 1):
+        raise InputError(f"--finetune takes PREFIX or PREFIX:EPOCH (for example general:38), got {spec!r}")
+    prefix = models.resolve(prefix, int(epoch) if epoch else None)  # a checkpoint here, or a shipped model
+    epoch = epoch or str(checkpoint.latest_epoch(prefix))
     _, arg_params, aux_params, hp = checkpoint.load_with_hyperparams(prefix, int(epoch))
     if "pred_fc_weight" not in arg_params:
         raise checkpoint.CheckpointError(f"--finetune {spec}: {checkpoint.params_path(prefix, int(epoch))} has no "
@@ -450,8 +452,6 @@ def fitted_params(start: Start, hp: Hyperparams) -> tuple[dict, dict]:
         arg_params = convert_params(arg_params, start.hp, hp.network)
     if hp.chars != start.hp.chars:
         arg_params = {name: value for name, value in arg_params.items() if not name.startswith("pred_fc")}
-        logging.info("The alphabet %r differs from the checkpoint's %r: every layer but pred_fc is kept, pred_fc "
-                     "starts fresh", hp.chars, start.hp.chars)
     symbol = lstm_ocr(hp)
     shapes = {"data": (hp.batch_size, hp.image_width, hp.image_height), "label": (hp.batch_size, hp.num_label)}
     arg_shapes, _, aux_shapes = symbol.infer_shape(**shapes)
@@ -768,6 +768,9 @@ def main(argv: list[str] | None = None) -> None:
         logging.warning("The font path %s is not used: with --train_dir, fonts draw only --synthetic captchas",
                         args.font_path)
     fitted = fitted_params(run.start, hp) if run.start is not None else None
+    if run.start is not None and hp.chars != run.start.hp.chars:
+        logging.info("The alphabet %r differs from the checkpoint's %r: every layer but pred_fc is kept, pred_fc "
+                     "starts fresh", hp.chars, run.start.hp.chars)
     stop_on_signals()
     try:
         train(args, hp, run.fonts, plan, fitted)
@@ -778,6 +781,11 @@ def main(argv: list[str] | None = None) -> None:
         exit_with(error, code=1)
     except Diverged as error:
         exit_with(f"{error}; last checkpoint: {last_checkpoint(args.prefix)}", code=1)
+
+
+def command() -> None:
+    """`lstm-ocr-train` and the root script: main() with one `error:` line for a refusal (run_main)."""
+    run_main(main)
 
 
 if __name__ == "__main__":

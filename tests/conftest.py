@@ -16,6 +16,7 @@ from lstm_ocr.hyperparameters import Hyperparams
 from lstm_ocr.lstm import initial_params, lstm_ocr
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SHIPPED = os.path.join(ROOT, "lstm_ocr", "models")  # the shipped models' folder (bare names resolve to it)
 PYTHON = sys.executable
 
 

@@ -6,6 +6,7 @@ import mxnet as mx
 import numpy as np
 import pytest
 
+from conftest import SHIPPED
 from lstm_ocr import checkpoint
 from lstm_ocr.cli import InputError
 from lstm_ocr.hyperparameters import Hyperparams
@@ -44,8 +45,8 @@ def test_meta_files_without_network_and_loss_still_load(tmp_path):
         json.dump(old, open(checkpoint.meta_path(prefix), "w"))
         assert checkpoint.load_hyperparams(prefix) == hp
         assert checkpoint.load_with_hyperparams(prefix, 1)[3] == hp
-    assert (checkpoint.load_hyperparams("pretrained/general").network,
-            checkpoint.load_hyperparams("pretrained/ocr").network) == ("crnn", "crnn")
+    assert (checkpoint.load_hyperparams(os.path.join(SHIPPED, "general")).network,
+            checkpoint.load_hyperparams(os.path.join(SHIPPED, "ocr")).network) == ("crnn", "crnn")
 
 
 def test_saved_epochs_and_missing_epoch_message(saved, tmp_path):

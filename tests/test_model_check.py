@@ -11,7 +11,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from conftest import one_line_error, run_script
+from conftest import SHIPPED, one_line_error, run_script
 from lstm_ocr import checkpoint, model_check
 from lstm_ocr.cli import InputError
 from lstm_ocr.reader import Reader
@@ -82,7 +82,7 @@ def test_nodes_must_take_earlier_nodes_and_nothing_else(model, tmp_path):
 
 
 def test_the_projects_own_symbols_pass(model):
-    for prefix in (model, "pretrained/general", "pretrained/ocr"):
+    for prefix in (model, os.path.join(SHIPPED, "general"), os.path.join(SHIPPED, "ocr")):
         model_check.read_symbol(checkpoint.symbol_path(prefix))
 
 

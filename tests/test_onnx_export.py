@@ -9,7 +9,7 @@ import onnx
 import pytest
 from PIL import Image
 
-from conftest import ROOT, run_script
+from conftest import SHIPPED, run_script
 from lstm_ocr import checkpoint, onnx_export
 from lstm_ocr.captcha_generator import CaptchaGen
 from lstm_ocr.cli import InputError
@@ -20,7 +20,7 @@ from lstm_ocr.reader import Reader
 
 CAPTCHAS = 1000
 TOLERANCE = 1e-4
-PRETRAINED = os.path.join(ROOT, "pretrained", "ocr")
+PRETRAINED = os.path.join(SHIPPED, "ocr")
 
 
 @pytest.fixture(scope="module")

@@ -7,6 +7,7 @@ import http.client
 import io
 import json
 import os
+import re
 import selectors
 import signal
 import socket
@@ -19,7 +20,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import PYTHON, ROOT, assert_all_exit, descendants_of, run_script
+from conftest import PYTHON, ROOT, SHIPPED, assert_all_exit, descendants_of, run_script
 from lstm_ocr import checkpoint
 from lstm_ocr.captcha_generator import CaptchaGen
 from lstm_ocr.hyperparameters import Hyperparams
@@ -29,7 +30,7 @@ from lstm_ocr.reader import Constraints, Reader
 from lstm_ocr.serve.batcher import Batcher
 
 SERVE = os.path.join(ROOT, "lstm_ocr_serve.py")
-PRETRAINED = os.path.join(ROOT, "pretrained", "ocr")
+PRETRAINED = os.path.join(SHIPPED, "ocr")
 TIMEOUT = 60
 
 
@@ -63,9 +64,9 @@ def reader(onnx_model) -> Reader:
 class Service:
     """A running lstm_ocr_serve.py on a free port of 127.0.0.1."""
 
-    def __init__(self, *args: str, python: str = PYTHON, script: str = SERVE):
-        self.process = subprocess.Popen([python, script, "--port", "0", *args], stdout=subprocess.PIPE,
-                                        stderr=subprocess.PIPE, text=True)
+    def __init__(self, *args: str, python: str = PYTHON, command: list[str] | None = None, cwd: str | None = None):
+        self.process = subprocess.Popen([*(command or [python, SERVE]), "--port", "0", *args], stdout=subprocess.PIPE,
+                                        stderr=subprocess.PIPE, text=True, cwd=cwd)
         with selectors.DefaultSelector() as selector:
             selector.register(self.process.stdout, selectors.EVENT_READ)
             ready = selector.select(TIMEOUT)
@@ -74,6 +75,7 @@ class Service:
             self.process.kill()
             raise AssertionError(f"the server did not start: {line!r} {self.process.stderr.read()}")
         self.port = int(line.split("http://127.0.0.1:")[1].split()[0])
+        self.started = line  # the start-up line
 
     def request(self, method: str, path: str, body: bytes | None = None, headers: dict | None = None) -> tuple:
         connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=TIMEOUT)
@@ -243,6 +245,22 @@ def test_health_and_the_openapi_schema(service, reader):
     assert {"image/*", "multipart/form-data", "application/json"} <= set(content)
     status, page, _ = service.request("GET", "/docs")
     assert status == 200 and b"swagger" in page.lower()
+
+
+@pytest.mark.parametrize("page", ["/docs", "/redoc"])
+def test_the_docs_pages_load_nothing_from_elsewhere(service, page):
+    """Offline, /docs works: every script, stylesheet and icon the page loads is served by the service
+    itself (fastapi-offline's copies), none from a CDN."""
+    status, html, _ = service.request("GET", page)
+    assert status == 200
+    text = html.decode()
+    assets = re.findall(r"""<(?:script|link)\b[^>]*?\b(?:src|href)=["']([^"']+)["']""", text)
+    assert any(a.endswith(".js") for a in assets) and (page == "/redoc" or any(a.endswith(".css") for a in assets))
+    assert "http://" not in text and "https://" not in text and "//cdn" not in text
+    for asset in assets:
+        assert asset.startswith("/") and not asset.startswith("//"), asset
+        status, body, _ = service.request("GET", asset)
+        assert status == 200 and len(body) > 1000, (asset, status)
 
 
 def test_cors_origin(onnx_model, images):
@@ -453,6 +471,30 @@ def trickle(client: socket.socket, data: bytes, stop: threading.Event) -> thread
     return thread
 
 
+def test_each_4xx_answer_is_one_log_line_and_the_start_up_line_names_the_options(onnx_model, images, tmp_path):
+    running = Service("--onnx", onnx_model, "--max_body", "100000")
+    collecting = Service("--onnx", onnx_model, "--collect", str(tmp_path / "kept"), "--access_log")
+    try:
+        refused = [running.request("GET", "/nowhere"),                                    # 404
+                   running.request("POST", "/read?length=0", images[0]),                   # 400
+                   running.request("POST", "/read", b"x" * 200_000),                       # 413
+                   running.post_json("/feedback", {"id": "0" * 32, "correct": True}),      # 404: no --collect
+                   running.request("PUT", "/read", images[0])]                             # 405
+        assert [status for status, _, _ in refused] == [404, 400, 413, 404, 405]
+        assert running.request("POST", "/read", images[0])[0] == 200
+    finally:
+        code, stderr = running.stop()
+        collecting.stop()
+    assert code == 0 and "Traceback" not in stderr
+    lines = [line for line in stderr.splitlines() if line.startswith("WARNING: ")]
+    assert len(lines) == 5, stderr
+    for line, (status, path) in zip(lines, [(404, "/nowhere"), (400, "/read"), (413, "/read"), (404, "/feedback"),
+                                            (405, "/read")], strict=True):
+        assert line.startswith(f"WARNING: {status} ") and f" {path} from 127.0.0.1:" in line, line
+    assert "--collect off" in running.started and "--access_log off" in running.started
+    assert f"--collect {tmp_path / 'kept'}" in collecting.started and "--access_log on" in collecting.started
+
+
 def test_a_trickled_body_is_answered_408_at_the_request_deadline(onnx_model, images):
     running = Service("--onnx", onnx_model, "--request_seconds", "1")
     client = socket.create_connection(("127.0.0.1", running.port), timeout=TIMEOUT)
@@ -555,11 +597,10 @@ def test_answer_puts_each_sums_parsed_answer_in_its_reading(font):
         buffer = io.BytesIO()
         gen.render(gen.random_text()).save(buffer, format="PNG")
         sums.append(buffer.getvalue())
-    prefix = os.path.join(ROOT, "pretrained", "arith")
-    running = Service("--prefix", prefix, "--answer")
+    running = Service("--prefix", "arith", "--answer")  # a shipped model's bare name
     try:
         status, found, _ = running.request("POST", "/read", *multipart([(f"{i}.png", b) for i, b in enumerate(sums)]))
-        expected = Reader(prefix, answer=True).read_many(sums)
+        expected = Reader("arith", answer=True).read_many(sums)
         assert status == 200
         assert [r["answer"] for r in found["readings"]] == [e.answer for e in expected]
         assert [r["text"] for r in found["readings"]] == [e.text for e in expected]
@@ -714,7 +755,7 @@ run_main(lstm_ocr_serve.main)
 
 def test_an_error_in_the_models_thread_is_a_json_500_and_one_log_line(onnx_model, tmp_path, images):
     script = model_that(tmp_path, "raise RuntimeError('the model thread broke\\n(second line)')")
-    running = Service("--onnx", onnx_model, script=script)
+    running = Service("--onnx", onnx_model, command=[PYTHON, script])
     try:
         for _ in range(3):
             status, found, headers = running.request("POST", "/read", images[0])
@@ -733,7 +774,7 @@ def test_abandoned_requests_are_not_computed(onnx_model, tmp_path, images):
     the queue: the model reads only the images of clients still there."""
     busy = tmp_path / "busy"
     script = model_that(tmp_path, f"open({str(busy)!r}, 'a').close(); time.sleep(3)")
-    running = Service("--onnx", onnx_model, "--max_batch", "1", script=script)
+    running = Service("--onnx", onnx_model, "--max_batch", "1", command=[PYTHON, script])
     try:
         first = threading.Thread(target=running.request, args=("POST", "/read", images[0]))
         first.start()  # holds the model for 3 s

@@ -154,7 +154,7 @@ def test_stretch_is_the_examples_resize():
 
 def test_the_fit_is_read_from_the_meta_file_and_older_meta_files_stretch():
     assert hyperparameters.from_saved({"fit": "pad"}).fit == "pad"
-    assert hyperparameters.from_saved({"chars": DIGITS}).fit == "stretch"  # pretrained/ocr's meta has no fit
+    assert hyperparameters.from_saved({"chars": DIGITS}).fit == "stretch"  # the shipped ocr's meta has no fit
     with pytest.raises(InputError, match="--fit must be one of"):
         hyperparameters.from_saved({"fit": "crop"})
 

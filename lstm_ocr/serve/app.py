@@ -1,6 +1,6 @@
 """An HTTP service that reads captchas (FastAPI on uvicorn), batching concurrent requests into one forward pass.
 
-    python lstm_ocr_serve.py --prefix pretrained/ocr --epoch 12 --port 8000
+    python lstm_ocr_serve.py --prefix general --port 8000
     python lstm_ocr_serve.py --onnx model.onnx --port 8000 --collect collected/   # ONNX Runtime, no MXNet
 
     curl --data-binary @sample.png http://127.0.0.1:8000/read
@@ -44,6 +44,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response
+from fastapi_offline import FastAPIOffline
 from pydantic import BaseModel, Field, StrictFloat, StrictInt, StrictStr
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
@@ -155,6 +156,14 @@ class Upload:
 
 def error_answer(status: int, message: str, readings: list[dict] | None = None) -> JSONResponse:
     return JSONResponse({"readings": readings or [], "error": message}, status)
+
+
+def refusal(request: Request, status: int, message: str, readings: list[dict] | None = None) -> JSONResponse:
+    """The error answer, and its one log line (what was refused, from whom, why)."""
+    client = request.client
+    log.warning("%d %s %s from %s: %s", status, request.method, request.url.path,
+                f"{client[0]}:{client[1]}" if client else "a client", message)
+    return error_answer(status, message, readings)
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -345,8 +354,9 @@ def create_app(reader: Reader, batcher: Batcher, settings: Settings, store: Feed
         await task
         decodes.shutdown(wait=False)
 
-    app = FastAPI(title="lstm-ocr", summary="Reads captchas with an LSTM + CTC network",
-                  version="1.0.0", lifespan=lifespan)
+    # /docs and /redoc load Swagger UI's and ReDoc's files from this service (fastapi-offline ships them)
+    app = FastAPIOffline(title="lstm-ocr", summary="Reads captchas with an LSTM + CTC network",
+                         version="1.0.0", lifespan=lifespan)
     app.add_middleware(JsonErrors)
     if cors_origins:
         app.add_middleware(JsonCORSMiddleware, allow_origins=cors_origins, allow_methods=["GET", "POST"],
@@ -354,20 +364,20 @@ def create_app(reader: Reader, batcher: Batcher, settings: Settings, store: Feed
 
     @app.exception_handler(Refused)
     async def refused(request: Request, error: Refused) -> JSONResponse:
-        return error_answer(error.status, str(error), error.readings)
+        return refusal(request, error.status, str(error), error.readings)
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, error: HTTPException) -> JSONResponse:
         message = error.detail if error.status_code != 404 else \
             f"no such path {request.url.path}; POST /read, POST /feedback, GET /health, GET /docs"
-        answer = error_answer(error.status_code, str(message))
+        answer = refusal(request, error.status_code, str(message))
         answer.headers.update(error.headers or {})
         return answer
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, error: RequestValidationError) -> JSONResponse:
         reasons = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
-        return error_answer(400, reasons[:500])
+        return refusal(request, 400, reasons[:500])
 
     @app.exception_handler(ClientDisconnect)
     async def gone(request: Request, error: ClientDisconnect) -> JSONResponse:
@@ -488,8 +498,9 @@ class Server(uvicorn.Server):
         await super().startup(sockets)
         if self.started:
             host, port = sockets[0].getsockname()[:2]
-            print(f"Serving {self.config.app.state.model} on http://{host}:{port} (POST /read, POST /feedback, "
-                  f"GET /health, GET /docs)", flush=True)
+            state = self.config.app.state
+            print(f"Serving {state.model} on http://{host}:{port} (POST /read, POST /feedback, GET /health, "
+                  f"GET /docs); {'; '.join(state.options)}", flush=True)
 
 
 def listen(host: str, port: int) -> socket.socket:
@@ -556,6 +567,8 @@ def main() -> None:
     batcher = Batcher(reader, args.max_batch, args.max_wait_ms)
     app = create_app(reader, batcher, settings, store, args.cors_origin)
     app.state.model = reader.name
+    app.state.options = (f"--collect {args.collect}" if args.collect else "--collect off: no feedback filed",
+                         "--access_log on" if args.access_log else "--access_log off: refusals only")
     GuardedH11Protocol.request_seconds = args.request_seconds
     GuardedH11Protocol.max_connections = args.max_connections
     GuardedH11Protocol.max_body = args.max_body
@@ -570,6 +583,11 @@ def main() -> None:
     server.drain_seconds = args.drain_seconds
     server.run(sockets=[sock])
     print(f"Stopped after reading {batcher.images} images in {batcher.batches} batches", file=sys.stderr, flush=True)
+
+
+def command() -> None:
+    """`lstm-ocr-serve` and the root script: main() with one `error:` line for a refusal (run_main)."""
+    run_main(main)
 
 
 if __name__ == "__main__":
