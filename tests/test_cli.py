@@ -115,12 +115,12 @@ def test_output_into_a_full_device_is_one_line(tmp_path, lines):
     """`... > /dev/full`: a write (or the last flush) fails with ENOSPC; one line, exit 1. An OSError of
     main's own (a missing file) is not mistaken for it."""
     script = tmp_path / "full.py"
-    script.write_text(f"import sys\nsys.path.insert(0, {ROOT!r})\nfrom cli import run_main\n"
+    script.write_text(f"import sys\nsys.path.insert(0, {ROOT!r})\nfrom lstm_ocr.cli import run_main\n"
                       f"def main():\n    for i in range({lines}):\n        print(i)\nrun_main(main)\n")
     result = subprocess.run(f"{PYTHON} {script} > /dev/full", shell=True, capture_output=True, text=True, timeout=60)
     assert result.returncode == 1
     assert result.stderr == "error: cannot write to standard output: No space left on device\n"
-    script.write_text(f"import sys\nsys.path.insert(0, {ROOT!r})\nfrom cli import run_main\n"
+    script.write_text(f"import sys\nsys.path.insert(0, {ROOT!r})\nfrom lstm_ocr.cli import run_main\n"
                       "def main():\n    open('/nonexistent/x')\nrun_main(main)\n")
     result = subprocess.run([PYTHON, str(script)], capture_output=True, text=True, timeout=60)
     assert result.returncode == 1 and "FileNotFoundError" in result.stderr

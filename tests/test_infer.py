@@ -183,14 +183,15 @@ def test_the_shipped_model_reads_fresh_captchas(tmp_path, font):
 
 
 def test_the_shipped_general_model_reads_the_varied_style(tmp_path, font):
-    """The shipped general reads varied captchas of 3-6 digits in one font (0.80 of these 100, some of which
-    a person cannot read either); the shipped ocr, which never saw the varied style, 0.32 (mostly the
-    45 % of them in the example's look)."""
+    """The shipped general reads varied captchas of 3-6 digits in one font (0.59 of these 100 since the
+    style gained the families of issue 31, which general never saw; 0.80 before; some a person cannot
+    read either); the shipped ocr, which never saw the varied style, 0.30 (mostly the 45 % of them in
+    the example's look)."""
     folder = tmp_path / "varied"
     written = run_script("captcha_generator.py", "--style", "varied", "--seed", "3", "--count", "100",
                          "--min_len", "3", "--max_len", "6", font, str(folder))
     assert written.returncode == 0, written.stderr
-    assert _shipped_model_accuracy("general", str(folder)) >= 0.65
+    assert _shipped_model_accuracy("general", str(folder)) >= 0.5
     assert _shipped_model_accuracy("ocr", str(folder)) < 0.45
 
 
@@ -407,8 +408,9 @@ def test_answers_are_printed_beside_the_readings_and_counted(arith_model, tmp_pa
 def test_a_folder_is_read_in_batches_and_a_bad_file_is_its_own_line(model, sample, tmp_path, monkeypatch):
     """One unreadable file (a float-offset TIFF, a broken PNG) among many is its own
     `error:` line and exit 1, the others read; decoding goes a batch at a time."""
-    import reader as reader_module
     from test_images import _tiff_with_float_strip_offsets
+
+    from lstm_ocr import reader as reader_module
 
     folder = tmp_path / "many"
     folder.mkdir()

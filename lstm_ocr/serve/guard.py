@@ -63,6 +63,7 @@ class GuardedH11Protocol(H11Protocol):
         self.writing_since: float | None = None  # when its answers began to wait for the client to read them
         self._write_deadline: asyncio.TimerHandle | None = None
         self._body_bytes = 0  # of the request being received
+        self._request_line = "a request"  # its method and path, for the log line of a refusal
         self._lost = False
         self._h11_next_event = self.conn.next_event
         self.conn.next_event = self._next_event  # every event h11 parses passes the limits first
@@ -109,11 +110,13 @@ class GuardedH11Protocol(H11Protocol):
         event = self._h11_next_event()
         if isinstance(event, h11.Request):
             self._body_bytes = 0
+            path = event.target.split(b"?", 1)[0]
+            self._request_line = f"{event.method.decode('ascii', 'replace')} {path.decode('ascii', 'replace')}"
             names = [name.lower() for name, _ in event.headers]
             if b"transfer-encoding" in names and b"content-length" in names:
-                log.warning("refused a request from %s: both Content-Length and Transfer-Encoding", self._peer())
-                self._close_with(400, "Bad Request", "a request with both Content-Length and Transfer-Encoding is "
-                                                     "refused (RFC 9112 section 6.1)")
+                message = "a request with both Content-Length and Transfer-Encoding is refused (RFC 9112 section 6.1)"
+                log.warning("400 %s from %s: %s", self._request_line, self._peer(), message)
+                self._close_with(400, "Bad Request", message)
                 return h11.PAUSED
             length = next((value for name, value in event.headers if name.lower() == b"content-length"), None)
             if length is not None and int(length) > self.max_body:  # h11 has checked it is one number
@@ -125,10 +128,10 @@ class GuardedH11Protocol(H11Protocol):
         return event
 
     def _too_large(self, message: str) -> Any:
-        log.warning("refused a request from %s: %s", self._peer(), message)
         if self.cycle is not None and self.cycle.response_complete and self.conn.their_state is h11.SEND_BODY:
-            self._linger()  # this request was answered already (404, 405): one answer each, then the close
+            self._linger()  # this request was answered (and logged) already (404, 405): one answer each, then the close
         else:
+            log.warning("413 %s from %s: %s", self._request_line, self._peer(), message)
             self._close_with(413, "Content Too Large", message)
         return h11.PAUSED
 
