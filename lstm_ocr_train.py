@@ -27,6 +27,7 @@ import numpy as np
 import arithmetic
 import checkpoint
 import ctc_metrics
+import early_stopping
 import hyperparameters
 import labelled_data
 import training_curves
@@ -56,9 +57,12 @@ OPTION_DEFAULTS = {
     "recipe": "example", "font_path": None, "train_dir": None, "val_dir": None, "synthetic": 0.0, "augment": 1,
     "skip_bad": False, "finetune": None, "gpu": 0, "cpu": 1, "num_proc": 2, "prefix": "ocr", "overwrite": False,
     "pool_size": 8192, "seed": None, "style": "example", "load_epoch": 0, "kv_store": "local",
+    "patience": None, "keep_epochs": 2,
 }
 RESUMED_OPTIONS = ("recipe", "font_path", "train_dir", "val_dir", "synthetic", "augment", "skip_bad", "pool_size",
-                   "seed", "style")
+                   "seed", "style", "patience", "keep_epochs")
+FOLDER_PATIENCE = 4  # --train_dir without --patience: epochs (of about one pass) without a better validation
+MAX_EPOCH_COUNT = 100_000  # --patience and --keep_epochs at most (the most epochs a run may have)
 
 
 def build_parser() -> ArgumentParser:
@@ -101,6 +105,13 @@ def build_parser() -> ArgumentParser:
     parser.add_argument("--load_epoch", type=int,
                         help="resume from checkpoint PREFIX-%%04d.params (and .states) of this epoch, with the "
                              "run's saved options")
+    parser.add_argument("--patience", type=int, metavar="N",
+                        help="stop once N epochs have passed without a better validation (accuracy, then loss), or "
+                             "once validation reads all of 50 or more images right; 0: never stop early "
+                             f"[default {FOLDER_PATIENCE} with --train_dir, else 0]")
+    parser.add_argument("--keep_epochs", type=int, metavar="N",
+                        help="keep the checkpoint files of the last N epochs and of the best one, removing the "
+                             "older ones this run wrote; 0: keep every epoch [default 2]")
     parser.add_argument("--kv_store", choices=KV_STORES,
                         help="how gradients of several devices (local, device) or "
                              "machines (dist_*, under DMLC_ROLE=worker) are combined [default local]")
@@ -116,6 +127,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if "recipe" not in given and args.train_dir:
         args.recipe = "fast"  # folders: the fast recipe
     return args
+
+
+def patience_of(args: argparse.Namespace) -> int:
+    """--patience, or its default: FOLDER_PATIENCE with --train_dir, 0 (never stop early) without."""
+    if args.patience is not None:
+        return args.patience
+    return FOLDER_PATIENCE if args.train_dir else 0
 
 
 class Diverged(Exception):
@@ -213,9 +231,14 @@ def check_args(args: argparse.Namespace, hp: Hyperparams) -> None:
                          f"{', '.join(DMLC_ENV)}); start it with dist_launch.py")
     if worker and not distributed:
         raise InputError(f"DMLC_ROLE=worker needs --kv_store dist_sync or dist_async, got {args.kv_store}")
-    for name in ("gpu", "pool_size", "load_epoch"):
-        if getattr(args, name) < 0:
+    for name in ("gpu", "pool_size", "load_epoch", "keep_epochs", "patience"):
+        if (getattr(args, name) or 0) < 0:
             raise InputError(f"--{name} must not be negative, got {getattr(args, name)}")
+        if name in ("keep_epochs", "patience") and (getattr(args, name) or 0) > MAX_EPOCH_COUNT:
+            raise InputError(f"--{name} must be at most {MAX_EPOCH_COUNT}, got {getattr(args, name)}")
+    if distributed and patience_of(args) and "patience" in args.given:
+        raise InputError("--patience stops one worker on its own validation, which would leave the others waiting: "
+                         "a distributed run trains every epoch (leave --patience out)")
     if args.gpu > MAX_DEVICES:
         raise InputError(f"--gpu must be at most {MAX_DEVICES}, got {args.gpu}")
     check_seed(args.seed)
@@ -494,17 +517,21 @@ def evaluate(mod: mx.mod.Module, images: np.ndarray, labels: np.ndarray, hp: Hyp
 
 
 def fit(mod: mx.mod.Module, train_iter: OCRIter, val_iter, hp: Hyperparams, prefix: str | None,
-        begin_epoch: int, save_states: bool = True, options: dict | None = None) -> list:
+        begin_epoch: int, save_states: bool = True, options: dict | None = None, patience: int = 0,
+        keep_epochs: int = 0, validation_images: int = 0) -> list:
     """The example's training loop (Module.fit's): log and validate every epoch and, unless `prefix`
     is None, write the checkpoint (its meta file with the run's `options`), the history and its curves.
     `val_iter` is an iterator to score, or a function that returns the validation scores. Epochs are
-    numbered from 1 in the log as in the file names; returns the history."""
+    numbered from 1 in the log as in the file names; returns the history. With `patience`, the run
+    stops early (early_stopping.py; `validation_images` says how many images validate); with
+    `keep_epochs`, only the last epochs this run wrote and the best keep their files."""
     metric = mx.metric.CompositeEvalMetric([mx.metric.np(ctc_metrics.accuracy, allow_extra_outputs=True),
                                             ctc_metrics.CtcLoss()])
     log_batch = BatchLogger(hp.batch_size, LOG_EVERY)
     history = training_curves.load(prefix, begin_epoch) if prefix is not None else []
     samples, seconds = (history[-1].samples, history[-1].seconds) if history else (0, 0.0)
     started = time.time()
+    written: list[int] = []  # the epochs this run saved
     for epoch in range(begin_epoch + 1, hp.num_epoch + 1):
         tic = time.time()
         metric.reset()
@@ -544,8 +571,18 @@ def fit(mod: mx.mod.Module, train_iter: OCRIter, val_iter, hp: Hyperparams, pref
             val_scores["accuracy"], val_scores["loss"]))
         if prefix is not None:
             training_curves.save(prefix, history)
+            written.append(epoch)
+            for old in early_stopping.epochs_to_remove(written, early_stopping.best(history).epoch, keep_epochs):
+                checkpoint.remove_epoch(prefix, old)
+                written.remove(old)
         left = (time.time() - started) / (epoch - begin_epoch) * (hp.num_epoch - epoch)
         logging.info("Epoch[%d] done: epoch %d/%d, about %s left", epoch, epoch, hp.num_epoch, duration(left))
+        reason = early_stopping.stop_reason(history, patience, validation_images) if epoch < hp.num_epoch else None
+        if reason is not None:
+            top = early_stopping.best(history)
+            logging.info("Stopped early after epoch %d of %d: %s; the best epoch is %d (validation accuracy %.4f)",
+                         epoch, hp.num_epoch, reason, top.epoch, top.val_accuracy)
+            break
     return history
 
 
@@ -701,19 +738,22 @@ def train(args: argparse.Namespace, hp: Hyperparams, fonts: list[str], plan: Fol
             return data.sample(batch_size) if args.pool_size else data.take_block()
 
         train_iter = OCRIter(hp.train_epoch_size, hp, next_batch)
+        patience = 0 if distributed else patience_of(args)
         history = fit(mod, train_iter, val_iter, hp, args.prefix if rank == 0 else None, args.load_epoch,
-                      save_states=not distributed, options={name: getattr(args, name) for name in OPTION_DEFAULTS})
+                      save_states=not distributed, options={name: getattr(args, name) for name in OPTION_DEFAULTS},
+                      patience=patience, keep_epochs=args.keep_epochs,
+                      validation_images=len(held_out) if source is not None else hp.eval_epoch_size)
         if distributed:
             logging.info("Parameters sha256=%s", checkpoint.params_digest(mod.get_params()[0]))
         if rank == 0:
-            print(reading_command(args, history[-1]), flush=True)
+            print(reading_command(args, early_stopping.best(history)), flush=True)
 
 
-def reading_command(args: argparse.Namespace, last: "training_curves.EpochRecord") -> str:
-    """The command that reads with the last epoch, and what it scored on the validation set."""
+def reading_command(args: argparse.Namespace, best: "training_curves.EpochRecord") -> str:
+    """The command that reads with the best epoch, and what it scored on the validation set."""
     target = args.val_dir or "IMAGE_OR_FOLDER"
-    return (f"Read with: python lstm_ocr_infer.py --prefix {args.prefix} --epoch {last.epoch} {target}  "
-            f"(validation accuracy {last.val_accuracy:.4f} after {last.samples} samples)")
+    return (f"Read with: python lstm_ocr_infer.py --prefix {args.prefix} --epoch {best.epoch} {target}  "
+            f"(validation accuracy {best.val_accuracy:.4f} after {best.samples} samples)")
 
 
 def last_checkpoint(prefix: str) -> str:
