@@ -2,17 +2,20 @@
 epochs' checkpoint files it keeps.
 
 A run validates after every epoch. Its best epoch has the highest validation accuracy, the lower
-validation loss breaking a tie (and the earlier epoch a tie of both). With a patience of N epochs
-(`--patience N`, 0: never stop early), the run stops once validation is perfect on a set large enough
-to trust (TRUSTED_VALIDATION images or more), or once N epochs have passed without a higher
-validation accuracy or a lower validation loss than any before them. With
+validation loss breaking a tie (and the earlier epoch a tie of both). A validation set smaller than
+TRUSTED_VALIDATION images cannot tell 98 % from 100 %: such a run trains its whole schedule and is
+read with its last epoch. With a larger one and a patience of N epochs (`--patience N`, 0: never stop
+early), the run stops once validation is perfect, or once N epochs have passed without a higher
+validation accuracy or a lower validation loss than any before them, and is read with its best. With
 `--keep_epochs N` (0: keep all), after every epoch only the last N epochs the run wrote and its best
-one keep their files; the others it wrote are removed (never an epoch it did not write).
+one (the epoch to read with) keep their files; the others it wrote are removed (never an epoch it did
+not write).
 """
 
+from diagnosis import TRUSTED_IMAGES
 from training_curves import EpochRecord
 
-TRUSTED_VALIDATION = 50  # fewer validation images than this cannot tell 98 % from 100 %
+TRUSTED_VALIDATION = TRUSTED_IMAGES  # fewer validation images than this cannot tell 98 % from 100 %
 
 
 def better(record: EpochRecord, than: EpochRecord) -> bool:
@@ -29,12 +32,18 @@ def best(history: list[EpochRecord]) -> EpochRecord:
     return found
 
 
+def chosen(history: list[EpochRecord], validation_images: int) -> EpochRecord:
+    """The epoch to read with: the best, when validation has enough images to tell; else the last (the
+    end of the learning rate's decay)."""
+    return best(history) if validation_images >= TRUSTED_VALIDATION else history[-1]
+
+
 def stop_reason(history: list[EpochRecord], patience: int, validation_images: int) -> str | None:
     """Why the run should stop after the last epoch of `history`, or None to go on."""
-    if patience <= 0 or not history:
+    if patience <= 0 or not history or validation_images < TRUSTED_VALIDATION:
         return None
     last = history[-1]
-    if last.val_accuracy >= 1.0 and validation_images >= TRUSTED_VALIDATION:
+    if last.val_accuracy >= 1.0:
         return f"validation accuracy reached 1.0 on {validation_images} images"
     if last.epoch - last_improvement(history) >= patience:
         return f"neither the validation accuracy nor its loss improved for {patience} epochs (--patience {patience})"

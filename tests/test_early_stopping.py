@@ -1,6 +1,6 @@
 """When a run stops early, which epoch is its best, which epochs' files go."""
 
-from early_stopping import TRUSTED_VALIDATION, best, epochs_to_remove, last_improvement, stop_reason
+from early_stopping import TRUSTED_VALIDATION, best, chosen, epochs_to_remove, last_improvement, stop_reason
 from training_curves import EpochRecord
 
 
@@ -20,10 +20,12 @@ def test_no_patience_never_stops():
     assert stop_reason(history((1.0, 0.0), (0.5, 1.0), (0.5, 1.0)), 0, 1000) is None
 
 
-def test_a_perfect_validation_stops_only_when_it_has_enough_images():
-    perfect = history((0.9, 0.5), (1.0, 0.1))
-    assert "reached 1.0 on 100 images" in stop_reason(perfect, 3, 100)
-    assert stop_reason(perfect, 3, TRUSTED_VALIDATION - 1) is None  # 20 images right is no proof
+def test_a_validation_too_small_to_trust_never_stops_a_run_and_reads_the_last_epoch():
+    perfect = history((0.9, 0.5), (1.0, 0.1), (0.95, 0.2), (0.9, 0.3), (0.9, 0.3))
+    assert "reached 1.0 on 100 images" in stop_reason(perfect[:2], 3, 100)
+    assert stop_reason(perfect[:2], 3, TRUSTED_VALIDATION - 1) is None  # 20 images right is no proof
+    assert stop_reason(perfect, 3, 100) is not None and stop_reason(perfect, 3, TRUSTED_VALIDATION - 1) is None
+    assert chosen(perfect, 100).epoch == 2 and chosen(perfect, TRUSTED_VALIDATION - 1).epoch == 5
 
 
 def test_patience_counts_epochs_without_a_better_accuracy_or_loss():
