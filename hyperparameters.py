@@ -207,7 +207,7 @@ class Hyperparams:
 # trains. Fine-tuning (`--finetune`) starts from weights that already read captchas: fewer samples,
 # in epochs of about one pass, so that a run stops within a pass of being done. On 2 CPU cores the
 # crnn trains 180-300 samples/s (busy to idle): a fine-tune trains at most 24,000 samples (1.5-2.5
-# minutes), usually stopping well before (bench/own_data.py measures it).
+# minutes), digits from pretrained/general stopping after 3,000 (bench/own_data.py measures it).
 FOLDER_EPOCH_MIN = 4000
 FOLDER_RULES = {
     "finetune": {"learning_rate": 0.001, "passes": 24, "min_samples": 8_000, "max_samples": 24_000,
