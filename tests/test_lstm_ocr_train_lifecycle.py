@@ -146,7 +146,7 @@ def _dead_pid() -> int:
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_a_signal_mid_training_stops_fast_leaves_no_process_and_keeps_checkpoints(font, tmp_path, trainer, sig):
     prefix = str(tmp_path / "ocr")
-    run = trainer(*TINY, *SLOW_EPOCHS, "--prefix", prefix, font)
+    run = trainer(*TINY, *SLOW_EPOCHS, "--keep_epochs", "0", "--prefix", prefix, font)
     run.wait_for('Saved checkpoint to "' + prefix + '-0001.params"')
     workers = children_of(run.proc.pid)
     assert len(workers) >= 2
