@@ -298,3 +298,15 @@ def test_folding_case_and_a_start_that_cannot_read_the_labels_are_each_one_line(
     assert f"{general} reads only '0123456789', but 12 of 12 labels also use 'ABCab'" in line
     assert "--finetune auto picks" in line
     assert "Validation holds only 1 labelled images" in caplog.text and "--val_dir" in caplog.text
+
+
+def test_a_run_whose_misreads_are_mostly_of_case_says_so_at_its_end(caplog):
+    hp = Hyperparams(chars="0123456789abcABC")
+    with caplog.at_level("INFO"):
+        lstm_ocr_train.summarize(hp, 100, [("ab1", "AB1"), ("Ca2", "ca2"), ("123", "124")] + [("a", "a")] * 97)
+    assert "2 of the 3 misreads differ from their label only in letter case" in caplog.text
+    assert "--case fold" in caplog.text and "Validation holds only" not in caplog.text
+    caplog.clear()
+    with caplog.at_level("INFO"):
+        lstm_ocr_train.summarize(hp, 20, [("123", "124")] + [("a", "a")] * 19)
+    assert "letter case" not in caplog.text and "Validation holds only 20 labelled images" in caplog.text
