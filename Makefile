@@ -60,7 +60,7 @@ test: setup onnx-venv dev-deps
 bench: setup onnx-venv bench-deps
 	$(PY) bench/run_all.py
 
-# Fine-tuning on another library's captchas (about 40 minutes on 2 cores).
+# Fine-tuning on two looks of another library's captchas, 200 and 1,000 images (about 10 minutes on 2 cores).
 bench-own-data: setup bench-deps
 	$(PY) bench/own_data.py
 

@@ -7,8 +7,9 @@ of that look, read by `lstm_ocr_infer.py`.
     .venv/bin/python bench/feedback_loop.py [--prefix alnum] [--rounds 3] [--per_round 300]
         [--chars 0123456789abcdefghijklmnopqrstuvwxyz --min_len 4 --max_len 5] [--test_count 500] [--out DIR]
 
-Each round fine-tunes the shipped model (`--finetune PREFIX`) on everything collected so far, with the folder's
-own defaults, as the README's loop does. Needs wheezy.captcha (requirements-bench.txt).
+Each round fine-tunes the served model (`--finetune PREFIX:EPOCH`, the shipped one in round 1) on everything
+collected so far, with the folder's own defaults, as the README's loop does, and serves the result.
+Needs wheezy.captcha (requirements-bench.txt).
 """
 
 import argparse
@@ -22,21 +23,27 @@ import tempfile
 
 from heldout import WHEEZY_FONT, write_wheezy  # its `readers` puts the repository root on sys.path
 
-from lstm_ocr import checkpoint
 from readers import ROOT, run
 
 ALNUM = "0123456789abcdefghijklmnopqrstuvwxyz"
 TIMEOUT = 60
 
 
-def accuracy(prefix: str, folder: str) -> float:
-    out = run("lstm_ocr_infer.py", "--prefix", prefix, folder)
+def accuracy(model: str, folder: str) -> float:
+    """The accuracy of `model` (PREFIX or PREFIX:EPOCH) on a labelled folder."""
+    out = run("lstm_ocr_infer.py", *model_options(model), folder)
     return float(re.match(r"accuracy=([\d.]+)", out.splitlines()[-1]).group(1))
 
 
-def serve_and_confirm(prefix: str, folder: str, collected: str) -> tuple[int, int]:
-    """Serve `prefix` with --collect; read every image of `folder`, confirm the right readings. (read, confirmed)."""
-    server = subprocess.Popen([sys.executable, "lstm_ocr_serve.py", "--prefix", prefix, "--port", "0", "--collect",
+def model_options(model: str) -> list[str]:
+    """--prefix P [--epoch N] of PREFIX or PREFIX:EPOCH."""
+    prefix, colon, epoch = model.rpartition(":")
+    return ["--prefix", prefix, "--epoch", epoch] if colon and epoch.isdigit() else ["--prefix", model]
+
+
+def serve_and_confirm(model: str, folder: str, collected: str) -> tuple[int, int]:
+    """Serve `model` with --collect; read every image of `folder`, confirm the right readings. (read, confirmed)."""
+    server = subprocess.Popen([sys.executable, "lstm_ocr_serve.py", *model_options(model), "--port", "0", "--collect",
                                collected], cwd=ROOT,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
@@ -91,9 +98,10 @@ def main() -> None:
             draw(batch, args.per_round, 3000 + round_number)
             read, confirmed = serve_and_confirm(model, batch, collected)
             total = len([name for name in os.listdir(collected) if not name.startswith(".")])
-            model = os.path.join(out, f"model{round_number}", "ocr")
-            run("lstm_ocr_train.py", "--train_dir", collected, "--finetune", args.prefix, "--prefix", model)
-            epoch = checkpoint.saved_epochs(model)[-1]
+            prefix = os.path.join(out, f"model{round_number}", "ocr")  # continues from the served model
+            trained = run("lstm_ocr_train.py", "--train_dir", collected, "--finetune", model, "--prefix", prefix)
+            epoch = int(re.search(r"--epoch (\d+)", trained.splitlines()[-1]).group(1))  # the epoch it reads with
+            model = f"{prefix}:{epoch}"
             print(f"round {round_number}: served {read}, {confirmed} confirmed, {total} collected in all; "
                   f"fine-tuned ({epoch} epochs) reads {accuracy(model, test):.3f} of the held-out", flush=True)
 

@@ -1,17 +1,23 @@
 """Your own captchas: fine-tune a shipped model (or train from scratch) on a few hundred labelled
-images of a look this project never trains on, wheezy-captcha's default look, and measure the result
-the user's way: `lstm_ocr_train.py --train_dir DIR [--finetune PREFIX:EPOCH] [--synthetic F font/]`,
-then `lstm_ocr_infer.py` on 1,000 held-out images of that look, and on 1,000 of the example's look
-(the look the shipped models read at 0.99: does fine-tuning keep it readable?).
+images of a look this project never trains on, wheezy-captcha's default look (4 digits, or 4-5
+digits and lowercase letters), and measure the result the user's way: `lstm_ocr_train.py
+--train_dir DIR [--finetune PREFIX[:EPOCH]] [--synthetic F font/]`, then `lstm_ocr_infer.py` on 1,000
+held-out images of that look, and (digits) on 1,000 of the example's look (the look the shipped
+models read at 0.99: does fine-tuning keep it readable?).
 
     .venv/bin/pip install -r requirements-bench.txt numpy==1.23.5     (wheezy.captcha, bench only)
-    .venv/bin/python bench/own_data.py [--sizes 200 500 1000] [--starts ocr:12 scratch]
-        [--synthetic 0 0.3] [--out DIR]
+    .venv/bin/python bench/own_data.py [--looks digits letters] [--sizes 200 1000] [--starts look scratch]
+        [--synthetic 0 0.3] [--code OLD_CHECKOUT .] [--out DIR]
+
+`--starts look` fine-tunes the shipped start the README names for the look (digits: general,
+letters: alnum); `auto` leaves the choice to the trainer (`--finetune auto`). `--code`
+runs the trainer and reader of each checkout in turn, interleaved (an older commit's worktree
+against this one: the same data, the same machine, minutes apart).
 
 The N labelled images are all the user has: the trainer holds out its fixed 10 % of them for
-validation (so it trains on 0.9 N). Training minutes are the trainer's own (PREFIX-history.json:
-the time of the epochs, without start-up, decoding and validation); wall minutes are the whole
-command's.
+validation (so it trains on 0.9 N). Training seconds are the trainer's own (PREFIX-history.json:
+the time of the epochs, without start-up, decoding and validation); wall seconds are the whole
+command's. The reading is of the epoch the trainer's last line names (`Read with: ... --epoch N`).
 """
 
 import argparse
@@ -31,8 +37,9 @@ from lstm_ocr import checkpoint, models  # noqa: E402
 
 FONTS = ["font/DejaVuSansMono-Bold.ttf", "font/DejaVuSans-Bold.ttf"]  # wheezy's example names two bold fonts
 DIGITS = "0123456789"
-TEXT_LENGTH = 4  # wheezy's example draws 4 characters
-STARTS = ["ocr:12", "scratch"]
+ALNUM = DIGITS + "abcdefghijklmnopqrstuvwxyz"
+# look: (characters, shortest and longest text, the README's start for it, the test set's seed)
+LOOKS = {"digits": (DIGITS, 4, 4, "general", 1), "letters": (ALNUM, 4, 5, "alnum", 2)}
 
 
 def wheezy_look(fonts: list[str]):
@@ -44,86 +51,105 @@ def wheezy_look(fonts: list[str]):
                              curve(), noise(), smooth()])
 
 
-def write_set(folder: str, count: int, seed: int) -> None:
-    """`count` images NNNN_TEXT.png of random 4-digit texts (wheezy draws with `random`: seeded here)."""
+def write_set(folder: str, count: int, seed: int, look: str = "digits") -> None:
+    """`count` images NNNN_TEXT.png of random texts of the look (wheezy draws with `random`: seeded here)."""
+    chars, min_len, max_len = LOOKS[look][:3]
     os.makedirs(folder)
     draw = wheezy_look([os.path.join(ROOT, font) for font in FONTS])
     random.seed(seed)
     for index in range(count):
-        label = "".join(random.choice(DIGITS) for _ in range(TEXT_LENGTH))
+        length = min_len if min_len == max_len else random.randint(min_len, max_len)
+        label = "".join(random.choice(chars) for _ in range(length))
         draw(label).save(os.path.join(folder, f"{index:04d}_{label}.png"))
 
 
-def run(args: list[str]) -> tuple[str, float]:
-    """Run a project script; its stdout and wall seconds (its stderr is shown if it fails)."""
+def run(args: list[str], code: str = ROOT) -> tuple[str, float]:
+    """Run a script of checkout `code`; its stdout and wall seconds (its stderr is shown if it fails)."""
     tic = time.monotonic()
-    result = subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True)
+    result = subprocess.run([sys.executable, *args], cwd=code, capture_output=True, text=True)
     if result.returncode:
         sys.exit(f"failed: {' '.join(args)}\n{result.stderr[-3000:]}")
     return result.stdout, time.monotonic() - tic
 
 
-def accuracy(prefix: str, epoch: int, test: str) -> str:
-    out, _ = run(["lstm_ocr_infer.py", "--prefix", prefix, "--epoch", str(epoch), test])
-    line = out.splitlines()[-1]
-    match = re.match(r"accuracy=([\d.]+)", line)
-    if match is None:
-        sys.exit(f"no accuracy line from lstm_ocr_infer.py: {line}")
-    return match.group(1)
+def accuracy(prefix: str, epoch: int, test: str, code: str = ROOT) -> str:
+    out, _ = run(["lstm_ocr_infer.py", "--prefix", prefix, "--epoch", str(epoch), test], code)
+    line = next(line for line in reversed(out.splitlines()) if line.startswith("accuracy="))
+    return re.match(r"accuracy=([\d.]+)", line).group(1)
+
+
+def read_epoch(out: str, prefix: str) -> int:
+    """The epoch the trainer's `Read with:` line names (the last one saved if it has none)."""
+    match = re.search(r"^Read with: .* --epoch (\d+)", out, re.MULTILINE)
+    return int(match.group(1)) if match else checkpoint.saved_epochs(prefix)[-1]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sizes", type=int, nargs="+", default=[200, 500, 1000])
-    parser.add_argument("--starts", nargs="+", default=STARTS, help="PREFIX:EPOCH to fine-tune from, or scratch")
+    parser.add_argument("--looks", nargs="+", choices=tuple(LOOKS), default=list(LOOKS))
+    parser.add_argument("--sizes", type=int, nargs="+", default=[200, 1000])
+    parser.add_argument("--starts", nargs="+", default=["look"],
+                        help="PREFIX[:EPOCH] to fine-tune from, look (the README's start for the look), auto "
+                             "(--finetune auto), or scratch")
     parser.add_argument("--synthetic", type=float, nargs="+", default=[0.0],
                         help="fractions of generated captchas (--synthetic F font/, the start's style) mixed in")
+    parser.add_argument("--code", nargs="+", default=[ROOT],
+                        help="checkouts whose trainer and reader run, interleaved [default this one]")
     parser.add_argument("--test_count", type=int, default=1000)
     parser.add_argument("--out", help="keep the data and checkpoints here [default: a temporary folder]")
     args = parser.parse_args()
+    codes = [os.path.abspath(code) for code in args.code]
     load = os.getloadavg()
     print(f"# {' '.join(sys.argv)}  (load average at start {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}, "
           f"{os.cpu_count()} cores)", flush=True)
     with tempfile.TemporaryDirectory() as scratch:
-        out = args.out or scratch
+        out = os.path.abspath(args.out or scratch)
         os.makedirs(out, exist_ok=True)
-        test, original = os.path.join(out, "test"), os.path.join(out, f"example-n{args.test_count}")
-        if not os.path.isdir(test):
-            write_set(test, args.test_count, seed=1)
-        if not os.path.isdir(original):
+        original = os.path.join(out, f"example-n{args.test_count}")
+        if "digits" in args.looks and not os.path.isdir(original):
             run(["captcha_generator.py", "--count", str(args.test_count), "--seed", "1", "font/", original])
-        for start in args.starts:
-            if start != "scratch":
-                prefix, epoch = start.rsplit(":", 1)
-                print(f"{start} as shipped: wheezy {accuracy(prefix, int(epoch), test)}, "
-                      f"example look {accuracy(prefix, int(epoch), original)}", flush=True)
-        print("start                 synthetic  labelled  epochs  samples  train min  wall min  wheezy  example",
-              flush=True)
-        for size in args.sizes:
-            data = os.path.join(out, f"labelled{size}")
-            if not os.path.isdir(data):
-                write_set(data, size, seed=1000 + size)
-            for start in args.starts:
-                for synthetic in args.synthetic:
-                    name = f"{start.replace('/', '_').replace(':', '-')}-s{synthetic:g}-{size}"
-                    prefix = os.path.join(out, name, "ocr")
-                    command = ["lstm_ocr_train.py", "--train_dir", data, "--prefix", prefix, "--overwrite"]
-                    command += ["--finetune", start] if start != "scratch" else []
-                    command += ["--synthetic", f"{synthetic:g}", "font/"] if synthetic else []
-                    if synthetic and start != "scratch":  # draw in the look the start was trained on
-                        with open(checkpoint.meta_path(models.resolve(start.rsplit(":", 1)[0]))) as file:
-                            style = json.load(file).get("options", {}).get("style")
-                        command += ["--style", style] if style else []
-                    print(f"$ python {' '.join(command)}", flush=True)
-                    _, wall = run(command)
-                    epoch = checkpoint.saved_epochs(prefix)[-1]
-                    with open(f"{prefix}-history.json") as file:
-                        last = json.load(file)[-1]
-                    print(f"{start:21s} {synthetic:9g}  {size:8d}  {epoch:6d}  {last['samples']:7d}  "
-                          f"{last['seconds'] / 60:9.1f}  {wall / 60:8.1f}  {accuracy(prefix, epoch, test):6s}  "
-                          f"{accuracy(prefix, epoch, original)}", flush=True)
+        print("look     code          start                 synthetic  labelled  epochs  read  samples  train s  "
+              "wall s  look acc  example acc", flush=True)
+        for look in args.looks:
+            test = os.path.join(out, "test" if look == "digits" else f"test-{look}")
+            if not os.path.isdir(test):
+                write_set(test, args.test_count, LOOKS[look][4], look)
+            for size in args.sizes:
+                data = os.path.join(out, f"labelled{size}" if look == "digits" else f"labelled-{look}{size}")
+                if not os.path.isdir(data):
+                    write_set(data, size, 1000 + size if look == "digits" else 2000 + size, look)
+                for start in args.starts:
+                    start = LOOKS[look][3] if start == "look" else start
+                    for synthetic in args.synthetic:
+                        for code in codes:
+                            measure(out, look, code, start, synthetic, size, data, test, original)
         load = os.getloadavg()
         print(f"# load average at end {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+
+
+def measure(out: str, look: str, code: str, start: str, synthetic: float, size: int, data: str, test: str,
+            original: str) -> None:
+    """One training run of checkout `code` on `data`, then its reading of the held-out sets: one table row."""
+    tag = os.path.basename(code)
+    name = f"{look}-{tag}-{start.replace('/', '_').replace(':', '-')}-s{synthetic:g}-{size}"
+    prefix = os.path.join(out, name, "ocr")
+    command = ["lstm_ocr_train.py", "--train_dir", data, "--prefix", prefix, "--overwrite"]
+    command += ["--finetune", start] if start != "scratch" else []
+    command += ["--synthetic", f"{synthetic:g}", "font/"] if synthetic else []
+    if synthetic and start not in ("scratch", "auto"):  # draw in the look the start was trained on
+        with open(checkpoint.meta_path(models.resolve(start.rsplit(":", 1)[0]))) as file:  # this checkout's models
+            style = json.load(file).get("options", {}).get("style")
+        command += ["--style", style] if style else []
+    print(f"$ (cd {code} && python {' '.join(command)})", flush=True)
+    stdout, wall = run(command, code)
+    epoch = read_epoch(stdout, prefix)
+    with open(f"{prefix}-history.json") as file:
+        history = json.load(file)
+    last = history[-1]
+    example = accuracy(prefix, epoch, original, code) if look == "digits" else "-"
+    held_out = accuracy(prefix, epoch, test, code)
+    print(f"{look:8s} {tag[:12]:12s}  {start:21s} {synthetic:9g}  {size:8d}  {last['epoch']:6d}  {epoch:4d}  "
+          f"{last['samples']:7d}  {last['seconds']:7.0f}  {wall:6.0f}  {held_out:8s}  {example}", flush=True)
 
 
 if __name__ == "__main__":

@@ -72,6 +72,21 @@ def save(prefix: str, epoch: int, symbol, arg_params: dict, aux_params: dict, hp
     logging.info('Saved checkpoint to "%s"', params_path(prefix, epoch))
 
 
+def remove_epoch(prefix: str, epoch: int) -> list[str]:
+    """Delete the params and optimizer-state files of `epoch` under `prefix` (regular files only; a link
+    or anything else there stays); the paths removed. A file that cannot be removed is logged and kept."""
+    removed = []
+    for path in (params_path(prefix, epoch), states_path(prefix, epoch)):
+        if os.path.isfile(path) and not os.path.islink(path):
+            try:
+                os.remove(path)
+            except OSError as error:
+                logging.warning("Could not remove %s: %s", path, error.strerror or error)
+                continue
+            removed.append(path)
+    return removed
+
+
 def file_names(prefix: str, epochs: list[int]) -> list[str]:
     """Every file a run writes under `prefix` for these epochs (the curves, history and lock included)."""
     return ([symbol_path(prefix), meta_path(prefix), f"{prefix}-history.json", f"{prefix}-curves.png",

@@ -200,17 +200,20 @@ class Hyperparams:
 
 # Training on a folder of labelled images (`--train_dir`) without --num_epoch, --train_epoch_size or
 # --learning_rate: the run sees `passes` times the folder's training images, clamped to
-# [min_samples, max_samples], in epochs of one pass over the folder but at least FOLDER_EPOCH_MIN
-# samples (a small folder is seen several times an epoch, so that an epoch is not mostly
-# validation), with Adam and a cosine decay of the learning rate to its end, so that the last epoch
-# written is the one to use. Fine-tuning (`--finetune`) starts from weights that already read
-# captchas: fewer samples. On 2 CPU cores the crnn trains 180-300 samples/s (busy to idle): up to
-# 444 training images fine-tune for 32,000 samples (2-3 minutes), 900 (1,000 less the hold-out) for
-# 64,000 (about 4 minutes), and no folder for more (bench/own_data.py measures it).
+# [min_samples, max_samples], in epochs of one pass over the folder but at least `epoch_min` samples
+# (a small folder is seen several times an epoch, so that an epoch is not mostly validation), with
+# Adam and a cosine decay of the learning rate to its end. The trainer validates after every epoch and
+# stops early once validation is perfect or stops improving (--patience), so these are the most a run
+# trains. Fine-tuning (`--finetune`) starts from weights that already read captchas: fewer samples,
+# in epochs of about one pass, so that a run stops within a pass of being done. On 2 CPU cores the
+# crnn trains 180-300 samples/s (busy to idle): a fine-tune trains at most 24,000 samples (1.5-2.5
+# minutes), digits from general stopping after 3,000 (bench/own_data.py measures it).
 FOLDER_EPOCH_MIN = 4000
 FOLDER_RULES = {
-    "finetune": {"learning_rate": 0.001, "passes": 72, "min_samples": 32_000, "max_samples": 64_000},
-    "scratch": {"learning_rate": 0.001, "passes": 96, "min_samples": 76_800, "max_samples": 192_000},
+    "finetune": {"learning_rate": 0.001, "passes": 24, "min_samples": 8_000, "max_samples": 24_000,
+                 "epoch_min": 1000},
+    "scratch": {"learning_rate": 0.001, "passes": 96, "min_samples": 76_800, "max_samples": 192_000,
+                "epoch_min": FOLDER_EPOCH_MIN},
 }
 FOLDER_BATCH_SIZE = 64
 
@@ -219,7 +222,7 @@ def folder_schedule(train_images: int, finetune: bool) -> dict:
     """The defaults of a run on `train_images` labelled images (see FOLDER_RULES)."""
     rule = FOLDER_RULES["finetune" if finetune else "scratch"]
     samples = min(rule["max_samples"], max(rule["min_samples"], rule["passes"] * train_images))
-    epoch = FOLDER_BATCH_SIZE * -(-max(train_images, FOLDER_EPOCH_MIN) // FOLDER_BATCH_SIZE)
+    epoch = FOLDER_BATCH_SIZE * -(-max(train_images, rule["epoch_min"]) // FOLDER_BATCH_SIZE)
     return {"batch_size": FOLDER_BATCH_SIZE, "train_epoch_size": epoch, "num_epoch": -(-samples // epoch),
             "optimizer": "adam", "learning_rate": rule["learning_rate"], "lr_schedule": "cosine"}
 

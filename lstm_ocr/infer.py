@@ -28,7 +28,7 @@ import os
 import re
 import sys
 
-from lstm_ocr import arithmetic, labelled_data
+from lstm_ocr import arithmetic, diagnosis, labelled_data
 from lstm_ocr.cli import ArgumentParser, InputError, exit_with, run_main
 from lstm_ocr.ctc_metrics import lcs_ratio
 from lstm_ocr.hyperparameters import Hyperparams
@@ -115,6 +115,18 @@ def marks(reading: Reading, hp: Hyperparams, rejected: bool, expected: str | Non
     return found
 
 
+def notes(paths: list[str], texts: list[str], labels: list[str], hp: Hyperparams) -> list[str]:
+    """What the labelled readings say beyond the accuracy line (diagnosis.py): labels the model can never
+    read, misreads mostly of letter case, too few images to trust the accuracy."""
+    case_advice = ("this model tells upper from lower case poorly; if the site ignores case, compare in one case "
+                   "(a model trained with --case fold reads either)")
+    found = [diagnosis.outside_alphabet(list(zip(paths, labels, strict=True)), hp.chars),
+             diagnosis.case_note(list(zip(texts, labels, strict=True)), case_advice),
+             diagnosis.small_set(len(labels), "the accuracy counts",
+                                 f"read {diagnosis.TRUSTED_IMAGES} or more labelled images to trust it")]
+    return [note for note in found if note]
+
+
 def main() -> None:
     parser = ArgumentParser(description=__doc__)
     parser.add_argument("images", nargs="+", help="CAPTCHA image files, or folders of them")
@@ -171,6 +183,9 @@ def main() -> None:
             if kept:
                 line += f" accepted_accuracy={sum(kept) / len(kept):.4f}"
         print(line, file=sys.stderr if args.json else sys.stdout)
+        if not args.answer:
+            for note in notes(paths, [r.text for r in readings], labels, hp):
+                print(f"note: {note}", file=sys.stderr)
     if any(r.error is not None for r in readings):
         sys.exit(1)
 

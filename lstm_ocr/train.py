@@ -24,7 +24,16 @@ from dataclasses import dataclass, fields
 import mxnet as mx
 import numpy as np
 
-from lstm_ocr import arithmetic, checkpoint, ctc_metrics, hyperparameters, labelled_data, models
+from lstm_ocr import (
+    arithmetic,
+    checkpoint,
+    ctc_metrics,
+    diagnosis,
+    early_stopping,
+    hyperparameters,
+    labelled_data,
+    models,
+)
 from lstm_ocr import curves as training_curves
 from lstm_ocr.captcha_generator import find_fonts
 from lstm_ocr.cli import (
@@ -61,9 +70,13 @@ OPTION_DEFAULTS = {
     "recipe": "example", "font_path": None, "train_dir": None, "val_dir": None, "synthetic": 0.0, "augment": 1,
     "skip_bad": False, "finetune": None, "gpu": 0, "cpu": 1, "num_proc": 2, "prefix": "ocr", "overwrite": False,
     "pool_size": 8192, "seed": None, "style": "example", "load_epoch": 0, "kv_store": "local",
+    "patience": None, "keep_epochs": 2,
 }
 RESUMED_OPTIONS = ("recipe", "font_path", "train_dir", "val_dir", "synthetic", "augment", "skip_bad", "pool_size",
-                   "seed", "style")
+                   "seed", "style", "patience", "keep_epochs")
+AUTO = "auto"  # --finetune auto: the shipped model that fits the folder's labels
+FOLDER_PATIENCE = 4  # --train_dir without --patience: epochs (of about one pass) without a better validation
+MAX_EPOCH_COUNT = 100_000  # --patience and --keep_epochs at most (the most epochs a run may have)
 
 
 def build_parser() -> ArgumentParser:
@@ -85,10 +98,12 @@ def build_parser() -> ArgumentParser:
                         help="with --train_dir: jitter, blur, noise and contrast changes on the fly [default 1]")
     parser.add_argument("--skip_bad", action="store_true",
                         help="with --train_dir: skip unreadable images (counted in the log) instead of stopping")
-    parser.add_argument("--finetune", metavar="PREFIX[:EPOCH]",
+    parser.add_argument("--finetune", metavar="PREFIX[:EPOCH]|auto",
                         help="start from this checkpoint's weights (PREFIX, or a shipped model: general, alnum, "
                              "arith, ocr; its latest epoch unless :EPOCH is given; any network: the network and its "
-                             "size follow it), with a fresh optimizer; a new alphabet gets a fresh pred_fc")
+                             "size follow it), with a fresh optimizer; a new alphabet gets a fresh pred_fc. auto "
+                             "(with --train_dir): the shipped model that fits the labels (digits: general, letters: "
+                             "alnum, sums: arith)")
     parser.add_argument("--gpu", type=int, help="number of GPUs to train on [default 0]")
     parser.add_argument("--cpu", type=int, help="number of CPU contexts, when --gpu is 0 [default 1]")
     parser.add_argument("--num_proc", type=int, help="CAPTCHA generating processes [default 2]")
@@ -106,6 +121,13 @@ def build_parser() -> ArgumentParser:
     parser.add_argument("--load_epoch", type=int,
                         help="resume from checkpoint PREFIX-%%04d.params (and .states) of this epoch, with the "
                              "run's saved options")
+    parser.add_argument("--patience", type=int, metavar="N",
+                        help="stop once N epochs have passed without a better validation (accuracy, then loss), or "
+                             "once validation reads all of 50 or more images right; 0: never stop early "
+                             f"[default {FOLDER_PATIENCE} with --train_dir, else 0]")
+    parser.add_argument("--keep_epochs", type=int, metavar="N",
+                        help="keep the checkpoint files of the last N epochs and of the best one, removing the "
+                             "older ones this run wrote; 0: keep every epoch [default 2]")
     parser.add_argument("--kv_store", choices=KV_STORES,
                         help="how gradients of several devices (local, device) or "
                              "machines (dist_*, under DMLC_ROLE=worker) are combined [default local]")
@@ -121,6 +143,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if "recipe" not in given and args.train_dir:
         args.recipe = "fast"  # folders: the fast recipe
     return args
+
+
+def patience_of(args: argparse.Namespace) -> int:
+    """--patience, or its default: FOLDER_PATIENCE with --train_dir, 0 (never stop early) without."""
+    if args.patience is not None:
+        return args.patience
+    return FOLDER_PATIENCE if args.train_dir else 0
 
 
 class Diverged(Exception):
@@ -154,12 +183,16 @@ def resolve(argv: list[str] | None = None) -> Run:
             if name not in args.given and name in options:
                 setattr(args, name, options[name])
     check_prefix(args)
-    start = load_start(args.finetune) if args.finetune else None
     plan = plan_folders(args) if args.train_dir else None
+    if args.finetune == AUTO:
+        args.finetune = auto_start(plan)
+    start = load_start(args.finetune) if args.finetune else None
     case = next((layer["case"] for layer in (vars(args), saved or {}, vars(start.hp) if start else {})
                  if "case" in layer), "keep")
     if plan is not None and case == "fold":
         plan = folded(plan, start)
+    if plan is not None and start is not None:
+        explain_start(args.finetune, start, plan)
     layers = [{k: v for k, v in RECIPES[args.recipe].items() if k in HYPERPARAMETERS}]
     if start is not None:
         layers.append({name: getattr(start.hp, name) for name in STRUCTURE_FIELDS + (TEXT_FIELDS if plan is None
@@ -193,9 +226,47 @@ HYPERPARAMETERS = tuple(field.name for field in fields(Hyperparams))
 
 def folded(plan: "FolderPlan", start: "Start | None") -> "FolderPlan":
     """The folder's labels in one case (a case-folding model reads letters in either): the checkpoint's
-    alphabet's, else lower case."""
+    alphabet's, else lower case. The log says how many characters changed, and how to keep case."""
     fold = Hyperparams(chars=start.hp.chars, case="fold").fold if start is not None else str.lower
-    return FolderPlan(*([(path, fold(text)) for path, text in items] for items in (plan.train, plan.val)))
+    result = FolderPlan(*([(path, fold(text)) for path, text in items] for items in (plan.train, plan.val)))
+    changed = [sum(a != b for a, b in zip(text, new, strict=True))
+               for (_, text), (_, new) in zip(plan.items, result.items, strict=True)]
+    if any(changed):
+        who = f"{start.name} reads letters in one case" if start is not None else "--case fold"
+        logging.info("Labels folded to one case (%s): %d characters in %d of %d labels changed; to tell upper from "
+                     "lower case, pass --case keep (a fresh last layer then learns both)", who, sum(changed),
+                     sum(map(bool, changed)), len(changed))
+    return result
+
+
+def auto_start(plan: "FolderPlan | None") -> str:
+    """`--finetune auto`: the shipped model that fits the folder's labels, logged with why."""
+    if plan is None:
+        raise InputError("--finetune auto picks the shipped model that fits a folder's labels: give --train_dir, "
+                         "or name a checkpoint (--finetune general)")
+    chars = set("".join(text for _, text in plan.items))
+    operators = chars - set(hyperparameters.DIGITS) - {"x"}  # x is a letter, and a times sign in sums
+    if chars <= set(hyperparameters.DIGITS):
+        name, why = "general", "the labels are digits only"
+    elif chars <= set(arithmetic.ALPHABET) and operators:
+        name, why = "arith", f"the labels are sums (digits and {''.join(sorted(operators))!r})"
+    else:
+        name, why = "alnum", "the labels have letters (it reads digits and letters, case folded)"
+    logging.info("--finetune auto: starting from the shipped %s, because %s", name, why)
+    return os.path.join(models.FOLDER, name)  # the shipped one, even where a checkpoint here has its name
+
+
+def explain_start(name: str, start: "Start", plan: "FolderPlan") -> None:
+    """One line, before any training, when the checkpoint's alphabet cannot hold the folder's labels."""
+    chars = set(start.hp.chars)
+    outside = [text for _, text in plan.items if set(text) - chars]
+    if not outside:
+        return
+    unknown = "".join(sorted(set("".join(outside)) - chars))
+    better = " (--finetune auto picks the shipped model that reads them)" if start.hp.digits_only else ""
+    logging.warning("%s reads only %r, but %d of %d labels also use %r: its last layer (pred_fc) starts fresh for "
+                    "the labels' alphabet and must learn every character from these images alone%s", name,
+                    start.hp.chars, len(outside), len(plan.items), unknown, better)
 
 
 def folder_hyperparams(plan: "FolderPlan", start: "Start | None") -> dict:
@@ -219,9 +290,14 @@ def check_args(args: argparse.Namespace, hp: Hyperparams) -> None:
                          f"{', '.join(DMLC_ENV)}); start it with python -m lstm_ocr.dist_launch")
     if worker and not distributed:
         raise InputError(f"DMLC_ROLE=worker needs --kv_store dist_sync or dist_async, got {args.kv_store}")
-    for name in ("gpu", "pool_size", "load_epoch"):
-        if getattr(args, name) < 0:
+    for name in ("gpu", "pool_size", "load_epoch", "keep_epochs", "patience"):
+        if (getattr(args, name) or 0) < 0:
             raise InputError(f"--{name} must not be negative, got {getattr(args, name)}")
+        if name in ("keep_epochs", "patience") and (getattr(args, name) or 0) > MAX_EPOCH_COUNT:
+            raise InputError(f"--{name} must be at most {MAX_EPOCH_COUNT}, got {getattr(args, name)}")
+    if distributed and patience_of(args) and "patience" in args.given:
+        raise InputError("--patience stops one worker on its own validation, which would leave the others waiting: "
+                         "a distributed run trains every epoch (leave --patience out)")
     if args.gpu > MAX_DEVICES:
         raise InputError(f"--gpu must be at most {MAX_DEVICES}, got {args.gpu}")
     check_seed(args.seed)
@@ -399,7 +475,15 @@ def plan_folders(args: argparse.Namespace) -> FolderPlan:
             logging.warning("%s holds the same image twice: %d held-out images are also trained on, so the "
                             "validation accuracy flatters (%s)", args.train_dir, len(shared),
                             labelled_data.name_some([f"{v} = {t}" for t, v in shared]))
+    note = diagnosis.small_set(len(val), "Validation holds", SMALL_VALIDATION_ADVICE)
+    if note:
+        logging.warning("%s", note)
     return FolderPlan(train, val)
+
+
+SMALL_VALIDATION_ADVICE = ("the run trains its whole schedule and reads with its last epoch; give --val_dir with "
+                           f"{diagnosis.TRUSTED_IMAGES} or more labelled images (or label more) to choose the best "
+                           "epoch and stop early")
 
 
 @dataclass
@@ -508,11 +592,14 @@ class BatchLogger:
         self.tic = time.time()
 
 
-def evaluate(mod: mx.mod.Module, images: np.ndarray, labels: np.ndarray, hp: Hyperparams) -> dict[str, float]:
+def evaluate(mod: mx.mod.Module, images: np.ndarray, labels: np.ndarray, hp: Hyperparams,
+             readings: list | None = None) -> dict[str, float]:
     """Accuracy and mean CTC loss over every one of `images` (a last partial batch is padded; the
-    padding is not counted)."""
+    padding is not counted); `readings`, if given, is refilled with every (greedy reading, label)."""
     loss = ctc_metrics.CtcLoss()
     correct = 0
+    if readings is not None:
+        readings.clear()
     for start in range(0, len(images), hp.batch_size):
         chunk, truth = images[start:start + hp.batch_size], labels[start:start + hp.batch_size]
         valid = len(chunk)
@@ -526,21 +613,28 @@ def evaluate(mod: mx.mod.Module, images: np.ndarray, labels: np.ndarray, hp: Hyp
         preds = [softmax] + ([outputs[1][:valid]] if len(outputs) > 1 else [])
         loss.update([mx.nd.array(truth)], [mx.nd.array(pred) for pred in preds])
         correct += round(ctc_metrics.accuracy(truth, softmax) * valid)
+        if readings is not None:
+            readings += [(hp.text(read), hp.text(ctc_metrics.remove_blank(row.tolist())))
+                         for read, row in zip(ctc_metrics.decode(softmax, valid), truth, strict=True)]
     return {"accuracy": correct / len(images), "loss": loss.get()[1]}
 
 
 def fit(mod: mx.mod.Module, train_iter: OCRIter, val_iter, hp: Hyperparams, prefix: str | None,
-        begin_epoch: int, save_states: bool = True, options: dict | None = None) -> list:
+        begin_epoch: int, save_states: bool = True, options: dict | None = None, patience: int = 0,
+        keep_epochs: int = 0, validation_images: int = 0) -> list:
     """The example's training loop (Module.fit's): log and validate every epoch and, unless `prefix`
     is None, write the checkpoint (its meta file with the run's `options`), the history and its curves.
     `val_iter` is an iterator to score, or a function that returns the validation scores. Epochs are
-    numbered from 1 in the log as in the file names; returns the history."""
+    numbered from 1 in the log as in the file names; returns the history. With `patience`, the run
+    stops early (early_stopping.py; `validation_images` says how many images validate); with
+    `keep_epochs`, only the last epochs this run wrote and the best keep their files."""
     metric = mx.metric.CompositeEvalMetric([mx.metric.np(ctc_metrics.accuracy, allow_extra_outputs=True),
                                             ctc_metrics.CtcLoss()])
     log_batch = BatchLogger(hp.batch_size, LOG_EVERY)
     history = training_curves.load(prefix, begin_epoch) if prefix is not None else []
     samples, seconds = (history[-1].samples, history[-1].seconds) if history else (0, 0.0)
     started = time.time()
+    written: list[int] = []  # the epochs this run saved
     for epoch in range(begin_epoch + 1, hp.num_epoch + 1):
         tic = time.time()
         metric.reset()
@@ -580,8 +674,19 @@ def fit(mod: mx.mod.Module, train_iter: OCRIter, val_iter, hp: Hyperparams, pref
             val_scores["accuracy"], val_scores["loss"]))
         if prefix is not None:
             training_curves.save(prefix, history)
+            written.append(epoch)
+            chosen = early_stopping.chosen(history, validation_images)
+            for old in early_stopping.epochs_to_remove(written, chosen.epoch, keep_epochs):
+                checkpoint.remove_epoch(prefix, old)
+                written.remove(old)
         left = (time.time() - started) / (epoch - begin_epoch) * (hp.num_epoch - epoch)
         logging.info("Epoch[%d] done: epoch %d/%d, about %s left", epoch, epoch, hp.num_epoch, duration(left))
+        reason = early_stopping.stop_reason(history, patience, validation_images) if epoch < hp.num_epoch else None
+        if reason is not None:
+            top = early_stopping.best(history)
+            logging.info("Stopped early after epoch %d of %d: %s; the best epoch is %d (validation accuracy %.4f)",
+                         epoch, hp.num_epoch, reason, top.epoch, top.val_accuracy)
+            break
     return history
 
 
@@ -721,7 +826,8 @@ def train(args: argparse.Namespace, hp: Hyperparams, fonts: list[str], plan: Fol
         if source is not None:
             data.release()
             images, labels = data.folder.images[held_out].copy(), data.folder.labels[held_out].copy()
-            val_iter = lambda: evaluate(mod, images, labels, hp)  # noqa: E731
+            readings: list[tuple[str, str]] = []
+            val_iter = lambda: evaluate(mod, images, labels, hp, readings)  # noqa: E731
         else:
             logging.info("Generating %d validation samples with %d processes", hp.eval_epoch_size, args.num_proc)
             blocks = [data.take_block() for _ in range(-(-hp.eval_epoch_size // block_size))]
@@ -737,19 +843,34 @@ def train(args: argparse.Namespace, hp: Hyperparams, fonts: list[str], plan: Fol
             return data.sample(batch_size) if args.pool_size else data.take_block()
 
         train_iter = OCRIter(hp.train_epoch_size, hp, next_batch)
+        patience = 0 if distributed else patience_of(args)
+        validation_images = len(held_out) if source is not None else hp.eval_epoch_size
         history = fit(mod, train_iter, val_iter, hp, args.prefix if rank == 0 else None, args.load_epoch,
-                      save_states=not distributed, options={name: getattr(args, name) for name in OPTION_DEFAULTS})
+                      save_states=not distributed, options={name: getattr(args, name) for name in OPTION_DEFAULTS},
+                      patience=patience, keep_epochs=args.keep_epochs, validation_images=validation_images)
         if distributed:
             logging.info("Parameters sha256=%s", checkpoint.params_digest(mod.get_params()[0]))
         if rank == 0:
-            print(reading_command(args, history[-1]), flush=True)
+            if source is not None:
+                summarize(hp, validation_images, readings)
+            print(reading_command(args, early_stopping.chosen(history, validation_images)), flush=True)
 
 
-def reading_command(args: argparse.Namespace, last: "training_curves.EpochRecord") -> str:
-    """The command that reads with the last epoch, and what it scored on the validation set."""
+def summarize(hp: Hyperparams, validation_images: int, readings: list[tuple[str, str]]) -> None:
+    """What the last validation says beyond its accuracy: misreads mostly of letter case, too few images."""
+    advice = ("the model tells upper from lower case poorly; if the site ignores case, fine-tune with --case fold "
+              "(--finetune auto starts from alnum, which folds case)")
+    for note in (diagnosis.case_note(readings, advice),
+                 diagnosis.small_set(validation_images, "Validation holds", SMALL_VALIDATION_ADVICE)):
+        if note:
+            logging.warning("%s", note)
+
+
+def reading_command(args: argparse.Namespace, best: "training_curves.EpochRecord") -> str:
+    """The command that reads with the best epoch, and what it scored on the validation set."""
     target = args.val_dir or "IMAGE_OR_FOLDER"
-    return (f"Read with: python lstm_ocr_infer.py --prefix {args.prefix} --epoch {last.epoch} {target}  "
-            f"(validation accuracy {last.val_accuracy:.4f} after {last.samples} samples)")
+    return (f"Read with: python lstm_ocr_infer.py --prefix {args.prefix} --epoch {best.epoch} {target}  "
+            f"(validation accuracy {best.val_accuracy:.4f} after {best.samples} samples)")
 
 
 def last_checkpoint(prefix: str) -> str:

@@ -249,3 +249,18 @@ def test_a_params_write_that_fails_leaves_no_orphan_states(tmp_path, monkeypatch
         checkpoint.save(prefix, 1, lstm_ocr(hp), initial_params(hp, mx.init.Xavier()), {}, hp,
                         lambda path: real_save(path, {"__num_update": mx.nd.array([0], dtype="int64")}))
     assert not os.path.exists(checkpoint.states_path(prefix, 1)) and not checkpoint.saved_epochs(prefix)
+
+
+def test_remove_epoch_removes_that_epochs_files_only(saved, tmp_path):
+    prefix, hp, params = saved
+    open(checkpoint.states_path(prefix, 2), "wb").close()
+    assert checkpoint.remove_epoch(prefix, 2) == [checkpoint.params_path(prefix, 2), checkpoint.states_path(prefix, 2)]
+    assert checkpoint.saved_epochs(prefix) == [1, 10]
+    assert os.path.isfile(checkpoint.symbol_path(prefix)) and os.path.isfile(checkpoint.meta_path(prefix))
+    assert checkpoint.remove_epoch(prefix, 3) == []  # nothing there
+    other = tmp_path / "someone-elses.params"
+    other.write_bytes(b"keep me")
+    os.remove(checkpoint.params_path(prefix, 1))
+    os.symlink(other, checkpoint.params_path(prefix, 1))
+    assert checkpoint.remove_epoch(prefix, 1) == []  # a link is not this run's file: it stays, and so does its target
+    assert other.read_bytes() == b"keep me" and os.path.islink(checkpoint.params_path(prefix, 1))

@@ -99,6 +99,9 @@ def test_accuracy_line_counts_right_and_wrong_names(model, tmp_path, font, sampl
     shutil.copy(sample, by_name / f"0001_{wrong}.png")
     result = run_script("lstm_ocr_infer.py", "--prefix", model, "--epoch", "3", str(by_name))
     assert result.stdout.splitlines()[-1].startswith("accuracy=0.0000 "), result.stderr
+    # the summary says why: a label the model can never read, and a set too small to trust (stderr)
+    assert "note: 1 of 2 labels use characters outside the model's alphabet '0123456789' ('x')" in result.stderr
+    assert f"0000_{predicted}x.png" in result.stderr and "note: the accuracy counts only 2 labelled" in result.stderr
     shutil.copy(sample, by_file / "right.png")
     shutil.copy(sample, by_file / "wrong.png")
     (by_file / "labels.csv").write_text(f"file,text\nright.png,{predicted}\nwrong.png,{wrong}\n")

@@ -298,6 +298,9 @@ def test_feedback_files_images_the_trainer_reads(service, tmp_path, images):
     _, found, _ = service.request("POST", "/read", images[2])
     status, answer, _ = service.post_json("/feedback", {"id": found["readings"][0]["id"], "correct": False})
     assert status == 200 and answer["filed"] is None  # a wrong reading without the right text teaches nothing
+    _, found, _ = service.request("POST", "/read", images[3])
+    status, answer, _ = service.post_json("/feedback", {"id": found["readings"][0]["id"], "correct": "yes"})
+    assert status == 422 and "correct must be a JSON boolean, true or false" in answer["error"]  # never read as true
     assert sorted(os.listdir(folder)) == [".labels.lock", "000001_" + first["text"] + ".png", "000002_1234.png",
                                           "labels.csv"]
     assert [text for _, text in folder_items(str(folder))] == [first["text"], "1234"]
@@ -823,3 +826,14 @@ def test_bad_tiffs_options_and_preflights_are_json_answers(onnx_model, images):
     finally:
         code, stderr = running.stop()
     assert code == 0 and "Traceback" not in stderr, stderr
+
+
+def test_feedback_folds_case_as_reading_does(tmp_path, images):
+    """A case-folding model reads `abc` for an image of `ABC`: the correction `ABC` is filed as `abc`,
+    as /read would read it, not refused."""
+    from lstm_ocr.serve.feedback import FeedbackStore
+
+    hp = Hyperparams(chars="0123456789abc", case="fold")
+    store = FeedbackStore(str(tmp_path / "c"), hp.chars, 60, 10, 1 << 20, 1 << 20, fold=hp.fold)
+    assert store.file(store.keep(images[0], "ab1"), False, "ABC1") == "000001_abc1.png"
+    assert store.file(store.keep(images[1], "ab2"), True, "AB2") == "000002_ab2.png"  # the reading, in any case

@@ -28,7 +28,9 @@ def test_train_checkpoint_and_infer(font, tmp_path, loss, network):
     for line in ("Epoch[1] Train-accuracy=", "Epoch[1] Time cost=", 'Saved checkpoint to "' + prefix + '-0001.params"',
                  "Epoch[1] Validation-accuracy=", "Epoch[2] Validation-accuracy=", "Epoch[2] done: epoch 2/2"):
         assert line in log  # epochs numbered as the files are
-    assert f"Read with: python lstm_ocr_infer.py --prefix {prefix} --epoch 2 " in result.stdout
+    history = json.load(open(f"{prefix}-history.json"))  # the last line reads with the best epoch
+    top = max(history, key=lambda record: (record["val_accuracy"], -record["val_loss"]))["epoch"]
+    assert f"Read with: python lstm_ocr_infer.py --prefix {prefix} --epoch {top} " in result.stdout
     meta = json.load(open(f"{prefix}-meta.json"))
     assert (meta["network"], meta["loss"], meta["options"]["num_proc"]) == (network, loss, 1)
     for name in ("ocr-symbol.json", "ocr-meta.json", "ocr-0001.params", "ocr-0002.params", "ocr-0002.states"):
@@ -219,6 +221,49 @@ def test_a_non_finite_loss_stops_training_and_keeps_the_last_finite_checkpoint(t
     assert lstm_ocr_train.last_checkpoint(prefix).endswith("ocr-0001.params")
 
 
+def tiny_module(hp: Hyperparams):
+    from lstm_ocr.lstm import initial_params, lstm_ocr
+    from lstm_ocr.ocr_iter import data_descs
+
+    mod = mx.mod.Module(lstm_ocr(hp), data_names=["data"], label_names=["label"], context=mx.cpu())
+    mod.bind(*data_descs(hp))
+    mod.init_params(arg_params=initial_params(hp, mx.init.Xavier()), allow_missing=True)
+    mod.init_optimizer(optimizer="sgd", optimizer_params={"learning_rate": 0.001})
+    return mod
+
+
+def test_a_run_stops_when_validation_stops_improving_and_keeps_the_best_and_last_epochs(tmp_path):
+    """Validation best at epoch 2, then worse: with patience 2 the run stops after epoch 4 of 10, and
+    with --keep_epochs 1 only epochs 2 (the best) and 4 (the last) keep their files."""
+    import numpy as np
+
+    from lstm_ocr import checkpoint
+    from lstm_ocr import train as lstm_ocr_train
+
+    hp = Hyperparams(num_hidden=8, batch_size=4, train_epoch_size=8, eval_epoch_size=4, num_epoch=10)
+    batch = mx.io.DataBatch([mx.nd.full((4, hp.image_width, hp.image_height), 0.5)],
+                            [mx.nd.array(np.tile([1, 2, 3, 0], (4, 1)))])
+
+    class Batches:
+        num_batches = 2
+
+        def reset(self):
+            pass
+
+        def __iter__(self):
+            return iter([batch] * self.num_batches)
+
+    scores = iter([(0.5, 1.0), (0.7, 0.5), (0.6, 0.6), (0.6, 0.7), (0.9, 0.1)])
+    prefix = str(tmp_path / "ocr")
+    validate = lambda: dict(zip(("accuracy", "loss"), next(scores), strict=True))  # noqa: E731
+    history = lstm_ocr_train.fit(tiny_module(hp), Batches(), validate, hp, prefix, 0, patience=2, keep_epochs=1,
+                                 validation_images=100)
+    assert [record.epoch for record in history] == [1, 2, 3, 4]
+    assert checkpoint.saved_epochs(prefix) == [2, 4]
+    assert [os.path.exists(checkpoint.states_path(prefix, epoch)) for epoch in (1, 2, 3, 4)] == [False, True, False,
+                                                                                                  True]
+
+
 @pytest.mark.parametrize("args, words", [
     (["--seed", "-1"], "--seed must be between 0 and"), (["--seed", str(2 ** 40)], "--seed must be between 0"),
     (["--batch_size", "100000"], "--batch_size must be at most 4096"),
@@ -226,6 +271,8 @@ def test_a_non_finite_loss_stops_training_and_keeps_the_last_finite_checkpoint(t
     (["--learning_rate", "nan"], "--learning_rate must be a finite number"),
     (["--pool_size", "10000000", "--train_epoch_size", "10000000"], "--pool_size 10000000 and --eval_epoch_size"),
     (["--cpu", "100000"], "--cpu must be between 1 and"), (["--gpu", "100000"], "--gpu must be at most"),
+    (["--keep_epochs", "-1"], "--keep_epochs must not be negative"),
+    (["--patience", "1000000"], "--patience must be at most 100000"),
 ])
 def test_every_count_option_is_bounded(font, tmp_path, args, words):
     with pytest.raises(InputError, match=re.escape(words)):

@@ -100,8 +100,9 @@ def test_defaults_follow_the_folder_and_the_checkpoint(digits, tmp_path):
                for name in run.start.arg_params)
     explicit = lstm_ocr_train.resolve(["--train_dir", digits, "--num_epoch", "3", "--learning_rate", "0.01",
                                        "--prefix", str(tmp_path / "ocr")]).hp
+    scratch = lstm_ocr_train.hyperparameters.folder_schedule(18, finetune=False)  # no --finetune: from scratch
     assert (explicit.num_epoch, explicit.learning_rate, explicit.train_epoch_size) == (3, 0.01,
-                                                                                       rules["train_epoch_size"])
+                                                                                       scratch["train_epoch_size"])
 
 
 def test_a_case_folding_checkpoint_folds_the_folders_labels(tmp_path, font):
@@ -252,3 +253,60 @@ def test_a_crnn_checkpoint_fixes_its_conv_blocks(digits, tmp_path):
         else:
             with pytest.raises(InputError, match=refusal):
                 lstm_ocr_train.resolve(base + extra)
+
+
+@pytest.mark.parametrize("texts, chars, shipped, why", [
+    (["1234", "5678", "9012"], "0123456789", "general", "the labels are digits only"),
+    (["ab12", "Cd34", "x9y8"], "0123456789abcdxyCABD", "alnum", "the labels have letters"),
+    (["7+3=?", "9x2=", "8-1=?"], "0123456789+-x=?", "arith", "the labels are sums"),
+])
+def test_finetune_auto_picks_the_shipped_model_that_fits_the_labels(tmp_path, font, caplog, texts, chars,
+                                                                     shipped, why):
+    folder = tmp_path / "mine"
+    draw(folder, texts * 4, font, chars=chars, max_len=6, names="{i:04d}_{text}.png")
+    with caplog.at_level("INFO"):
+        run = lstm_ocr_train.resolve(["--train_dir", str(folder), "--finetune", "auto",
+                                      "--prefix", str(tmp_path / "ocr")])
+    assert run.args.finetune.endswith(os.path.join("lstm_ocr", "models", shipped))
+    assert f"--finetune auto: starting from {run.args.finetune}, because {why}" in caplog.text
+    assert os.path.basename(run.start.name) == shipped
+
+
+def test_finetune_auto_needs_a_folder(font, tmp_path):
+    with pytest.raises(InputError, match="--finetune auto picks the shipped model that fits a folder's labels"):
+        check(["--finetune", "auto", "--prefix", str(tmp_path / "ocr"), font])
+
+
+def test_folding_case_and_a_start_that_cannot_read_the_labels_are_each_one_line(tmp_path, font, caplog):
+    folder = tmp_path / "mixed"
+    draw(folder, ["aB12", "Cab2", "ab34", "AbC4"] * 3, font, chars="0123456789abcABC", max_len=5)
+    with caplog.at_level("INFO"):
+        lstm_ocr_train.resolve(["--train_dir", str(folder), "--finetune", "auto", "--prefix", str(tmp_path / "a")])
+    folded = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Labels folded")]
+    assert len(folded) == 1 and "12 characters in 9 of 12 labels changed" in folded[0] and "--case keep" in folded[0]
+    caplog.clear()
+    with caplog.at_level("INFO"):
+        run = lstm_ocr_train.resolve(["--train_dir", str(folder), "--finetune", "auto", "--case", "keep",
+                                      "--prefix", str(tmp_path / "b")])
+    assert "Labels folded" not in caplog.text and set(run.hp.chars) >= set("ABC")  # both cases kept
+    caplog.clear()
+    general = os.path.join(ROOT, "lstm_ocr", "models", "general")
+    with caplog.at_level("INFO"):
+        run = lstm_ocr_train.resolve(["--train_dir", str(folder), "--finetune", general,
+                                      "--prefix", str(tmp_path / "c")])
+    line = next(r.getMessage() for r in caplog.records if "reads only" in r.getMessage())
+    assert f"{general} reads only '0123456789', but 12 of 12 labels also use 'ABCab'" in line
+    assert "--finetune auto picks" in line
+    assert "Validation holds only 1 labelled images" in caplog.text and "--val_dir" in caplog.text
+
+
+def test_a_run_whose_misreads_are_mostly_of_case_says_so_at_its_end(caplog):
+    hp = Hyperparams(chars="0123456789abcABC")
+    with caplog.at_level("INFO"):
+        lstm_ocr_train.summarize(hp, 100, [("ab1", "AB1"), ("Ca2", "ca2"), ("123", "124")] + [("a", "a")] * 97)
+    assert "2 of the 3 misreads differ from their label only in letter case" in caplog.text
+    assert "--case fold" in caplog.text and "Validation holds only" not in caplog.text
+    caplog.clear()
+    with caplog.at_level("INFO"):
+        lstm_ocr_train.summarize(hp, 20, [("123", "124")] + [("a", "a")] * 19)
+    assert "letter case" not in caplog.text and "Validation holds only 20 labelled images" in caplog.text

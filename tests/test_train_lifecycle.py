@@ -146,7 +146,7 @@ def _dead_pid() -> int:
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_a_signal_mid_training_stops_fast_leaves_no_process_and_keeps_checkpoints(font, tmp_path, trainer, sig):
     prefix = str(tmp_path / "ocr")
-    run = trainer(*TINY, *SLOW_EPOCHS, "--prefix", prefix, font)
+    run = trainer(*TINY, *SLOW_EPOCHS, "--keep_epochs", "0", "--prefix", prefix, font)
     run.wait_for('Saved checkpoint to "' + prefix + '-0001.params"')
     workers = children_of(run.proc.pid)
     assert len(workers) >= 2
@@ -189,7 +189,7 @@ def test_a_killed_generator_stops_the_run_with_an_error(font, tmp_path, trainer)
 
 def test_killing_the_trainer_keeps_earlier_checkpoints_and_ends_its_workers(font, tmp_path, trainer):
     prefix = str(tmp_path / "ocr")
-    run = trainer(*TINY, "--num_epoch", "50", "--prefix", prefix, font)
+    run = trainer(*TINY, "--num_epoch", "50", "--keep_epochs", "0", "--prefix", prefix, font)
     run.wait_for('Saved checkpoint to "' + prefix + '-0002.params"')
     workers = children_of(run.proc.pid)
     time.sleep(0.3)  # somewhere in the next epoch or its checkpoint write

@@ -23,6 +23,7 @@ at most 4 decodes per core at once (16 in all). SIGTERM or Ctrl-C stops acceptin
 flight (at most --drain_seconds) and exits 0.
 """
 
+import argparse
 import asyncio
 import base64
 import binascii
@@ -45,7 +46,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response
 from fastapi_offline import FastAPIOffline
-from pydantic import BaseModel, Field, StrictFloat, StrictInt, StrictStr
+from pydantic import BaseModel, Field, StrictBool, StrictFloat, StrictInt, StrictStr
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
@@ -59,7 +60,7 @@ from lstm_ocr.hyperparameters import (
     SERVE_MAX_PIXELS,
     SERVE_REQUEST_SECONDS,
 )
-from lstm_ocr.reader import Reader, Reading, add_model_options, check_model_options, open_reader
+from lstm_ocr.reader import DEFAULT_PREFIX, Reader, Reading, add_model_options, check_model_options, open_reader
 from lstm_ocr.serve.batcher import Batcher
 from lstm_ocr.serve.feedback import FeedbackError, FeedbackStore
 from lstm_ocr.serve.guard import CLOSED_HERE, GuardedH11Protocol
@@ -109,7 +110,7 @@ class ReadJson(BaseModel):
 
 class Feedback(BaseModel):
     id: str = Field(max_length=64)
-    correct: bool
+    correct: StrictBool = Field(description="a JSON boolean, true or false (\"yes\" or 1 is refused: 422)")
     text: str | None = Field(None, max_length=64, description="the right text, when the reading was wrong")
 
 
@@ -377,6 +378,8 @@ def create_app(reader: Reader, batcher: Batcher, settings: Settings, store: Feed
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, error: RequestValidationError) -> JSONResponse:
         reasons = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
+        if any(tuple(e["loc"]) == ("body", "correct") for e in error.errors()):  # never read "yes" as true
+            return refusal(request, 422, f"correct must be a JSON boolean, true or false ({reasons})"[:500])
         return refusal(request, 400, reasons[:500])
 
     @app.exception_handler(ClientDisconnect)
@@ -512,6 +515,14 @@ def listen(host: str, port: int) -> socket.socket:
     return sock
 
 
+def collect_hint(args: argparse.Namespace, reader: Reader) -> str:
+    """How to learn from the --collect folder: fine-tune the served model, not a shipped one."""
+    start = (f"{args.prefix or DEFAULT_PREFIX}:{reader.model.epoch}" if args.onnx is None else
+             f"PREFIX:EPOCH (the checkpoint {args.onnx} was exported from: an ONNX model cannot be fine-tuned)")
+    return (f"Filing confirmed readings into {args.collect}; to learn from them, continue from the served model: "
+            f"python lstm_ocr_train.py --train_dir {args.collect} --finetune {start} --prefix models/next")
+
+
 def main() -> None:
     parser = ArgumentParser(description=__doc__)
     add_model_options(parser, "serve this ONNX model (lstm.py --to onnx) with ONNX Runtime; MXNet is not needed",
@@ -562,7 +573,9 @@ def main() -> None:
     store = None
     if args.collect:
         store = FeedbackStore(args.collect, reader.hp.chars, args.collect_seconds, args.collect_count,
-                              min(256 << 20, args.collect_count * args.max_body), int(args.collect_mb * 1e6))
+                              min(256 << 20, args.collect_count * args.max_body), int(args.collect_mb * 1e6),
+                              fold=reader.hp.fold)
+        print(collect_hint(args, reader), file=sys.stderr, flush=True)
     sock = listen(args.host, args.port)  # after the model and the folder: their errors never depend on the port
     batcher = Batcher(reader, args.max_batch, args.max_wait_ms)
     app = create_app(reader, batcher, settings, store, args.cors_origin)

@@ -28,6 +28,7 @@ import threading
 import time
 import uuid
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from PIL import Image
@@ -63,8 +64,8 @@ class FeedbackStore:
     """Recent images by reading id, and the folder confirmed ones are filed into."""
 
     def __init__(self, folder: str, alphabet: str, keep_seconds: float, keep_count: int, keep_bytes: int,
-                 max_bytes: int):
-        self.folder, self.alphabet = folder, alphabet
+                 max_bytes: int, fold: Callable[[str], str] = str):
+        self.folder, self.alphabet, self.fold = folder, alphabet, fold
         self.keep_seconds, self.keep_count, self.keep_bytes, self.max_bytes = (keep_seconds, keep_count, keep_bytes,
                                                                                max_bytes)
         try:
@@ -114,7 +115,9 @@ class FeedbackStore:
             self._kept_bytes -= len(self._kept.popitem(last=False)[1].data)
 
     def label(self, text: str) -> str:
-        """`text` checked as a label: in the model's alphabet, and one the labels file gives back exactly."""
+        """`text` in the model's case (folded as /read folds it, for a case-folding model), checked as a
+        label: in the model's alphabet, and one the labels file gives back exactly."""
+        text = self.fold(text)
         if not text or len(text) > 64 or any(c not in self.alphabet for c in text):
             raise FeedbackError(400, f"text must be 1 to 64 characters of the model's alphabet {self.alphabet!r}, "
                                      f"got {text[:80]!r}")
