@@ -8,6 +8,7 @@ import shutil
 import pytest
 
 from conftest import SHIPPED, run_script
+from lstm_ocr import models
 from lstm_ocr import train as lstm_ocr_train
 from lstm_ocr.captcha_generator import CaptchaGen, write_image
 from lstm_ocr.cli import InputError
@@ -290,7 +291,7 @@ def test_folding_case_and_a_start_that_cannot_read_the_labels_are_each_one_line(
                                       "--prefix", str(tmp_path / "b")])
     assert "Labels folded" not in caplog.text and set(run.hp.chars) >= set("ABC")  # both cases kept
     caplog.clear()
-    general = os.path.join(ROOT, "lstm_ocr", "models", "general")
+    general = os.path.join(models.FOLDER, "general")
     with caplog.at_level("INFO"):
         run = lstm_ocr_train.resolve(["--train_dir", str(folder), "--finetune", general,
                                       "--prefix", str(tmp_path / "c")])
