@@ -1,0 +1,155 @@
+"""Where the letters model's training time goes: one training step per operator group (MXNet's
+profiler, aggregate stats), and the data path (drawing a varied captcha, the pool, the iterator).
+
+    .venv/bin/python bench/letters_profile.py [--batches 20] [--draws 200] [--letters_net letters|compact]
+
+The network is `pretrained/alnum`'s (docs/letters-model.md), or with `--letters_net compact` the
+narrower one of `--recipe letters` (docs/letters-speed.md).
+"""
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from dataclasses import replace
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+# MXNet runs a training graph in bulks of operators, which its profiler reports as one; profile each.
+os.environ.setdefault("MXNET_EXEC_BULK_EXEC_TRAIN", "0")
+
+import mxnet as mx  # noqa: E402
+import numpy as np  # noqa: E402
+from train_step import build_module, random_batch  # noqa: E402  (bench/ is this script's folder)
+
+import hyperparameters  # noqa: E402
+from captcha_generator import CaptchaGen, find_fonts  # noqa: E402
+from hyperparameters import Hyperparams  # noqa: E402
+from images import to_float  # noqa: E402
+from multiproc_data import MPData  # noqa: E402
+from ocr_iter import OCRIter  # noqa: E402
+
+ALNUM = "0123456789abcdefghijklmnopqrstuvwxyz"
+# `pretrained/alnum`'s options over the fast recipe (docs/letters-model.md)
+LETTERS_TODAY = {"chars": ALNUM, "case": "fold", "min_len": 3, "max_len": 6, "crnn_blocks": 3,
+                 "crnn_first_channels": 16, "seq_length": 96, "image_height": 36, "num_hidden": 200,
+                 "fit": "pad"}
+# operator name -> the group of the network it belongs to
+GROUPS = (("RNN", "LSTM"), ("Convolution", "convolutions"), ("BatchNorm", "convolutions"),
+          ("Pooling", "convolutions"), ("relu", "convolutions"), ("Activation", "convolutions"),
+          ("ctc_loss", "CTC loss"), ("CTCLoss", "CTC loss"), ("FullyConnected", "pred_fc"),
+          ("softmax", "pred_fc"), ("adam", "optimizer"), ("sgd", "optimizer"), ("mp_", "optimizer"))
+
+
+def letters_hp(net: str = "letters") -> Hyperparams:
+    """Today's letters hyperparameters, or the compact network's."""
+    if net == "compact":
+        return hyperparameters.for_recipe("letters")
+    return replace(hyperparameters.for_recipe("fast"), **LETTERS_TODAY)
+
+
+def group_of(op: str) -> str:
+    """The layer group an operator's profiler name belongs to."""
+    name = op.removeprefix("_backward_").removeprefix("_contrib_")
+    for prefix, group in GROUPS:
+        if name.startswith(prefix) or name.lower().startswith(prefix.lower()):
+            return group
+    return "other (reshape, transpose, copies)"
+
+
+def profile_step(hp: Hyperparams, batches: int) -> None:
+    """Run `batches` training steps under MXNet's profiler and print the time per operator group."""
+    mod, batch = build_module(hp), random_batch(hp)
+    mod.init_optimizer(optimizer="adam", optimizer_params={"learning_rate": hp.learning_rate}, force_init=True)
+    for _ in range(3):
+        mod.forward_backward(batch)
+        mod.update()
+    mx.nd.waitall()
+    with tempfile.TemporaryDirectory() as folder:
+        mx.profiler.set_config(profile_all=True, aggregate_stats=True, filename=os.path.join(folder, "p.json"))
+        tic = time.perf_counter()
+        mx.profiler.set_state("run")
+        for _ in range(batches):
+            mod.forward_backward(batch)
+            mod.update()
+        mx.nd.waitall()
+        mx.profiler.set_state("stop")
+        wall = time.perf_counter() - tic
+        stats = mx.profiler.dumps(reset=True, format="json")
+    import json
+    table = json.loads(stats)["Time"]
+    per_op: dict[str, float] = {}
+    for domain, ops in table.items():
+        if domain.startswith("operator") or domain == "operator":
+            for op, row in ops.items():
+                per_op[op] = per_op.get(op, 0.0) + row["Total"]
+    groups: dict[str, dict[str, float]] = defaultdict(lambda: {"forward": 0.0, "backward": 0.0})
+    for op, total in per_op.items():
+        groups[group_of(op)]["backward" if op.startswith("_backward_") else "forward"] += total
+    busy = sum(per_op.values())
+    print(f"one step, batch {hp.batch_size}: {wall / batches * 1000:.1f} ms wall "
+          f"({batches * hp.batch_size / wall:.0f} samples/s under the profiler); operator time "
+          f"{busy / batches:.1f} ms a step")
+    for group, times in sorted(groups.items(), key=lambda item: -sum(item[1].values())):
+        total = times["forward"] + times["backward"]
+        print(f"  {group:36s} forward {times['forward'] / batches:6.1f} ms  "
+              f"backward {times['backward'] / batches:6.1f} ms  {total / busy:5.1%}")
+    top = sorted(per_op.items(), key=lambda item: -item[1])[:12]
+    print("  top operators: " + ", ".join(f"{op} {total / batches:.1f} ms" for op, total in top))
+
+
+def profile_data(hp: Hyperparams, font_path: str, draws: int, num_proc: int) -> None:
+    """Drawing speed of one process, the iterator's conversion cost, and what 2 workers take."""
+    fonts = find_fonts(font_path, hp.drawn_chars)
+    gen = CaptchaGen(fonts, hp, 1, "varied")
+    gen.image_u8(gen.random_text())
+    tic = time.perf_counter()
+    for _ in range(draws):
+        gen.image_u8(gen.random_text())
+    draw = draws / (time.perf_counter() - tic)
+    print(f"drawing a varied captcha (one process, at {hp.seq_length}x{hp.image_height}): {draw:.0f} images/s, "
+          f"{1000 / draw:.2f} ms each")
+    images = np.zeros((hp.batch_size, hp.image_width, hp.image_height), np.uint8)
+    labels = np.zeros((hp.batch_size, hp.num_label), np.int32)
+    tic = time.perf_counter()
+    for _ in range(200):
+        mx.io.DataBatch(data=[mx.nd.array(to_float(images))], label=[mx.nd.array(labels)])
+    convert = (time.perf_counter() - tic) / 200
+    print(f"OCRIter's batch conversion (uint8 -> float32 NDArray, batch {hp.batch_size}): {convert * 1000:.2f} ms")
+    with MPData(num_proc, fonts, hp, 32, 8192 // 32, seed=1, style="varied") as data:
+        data.fill()
+        it = OCRIter(hp.batch_size * 200, hp, data.sample)
+        cpu0, received, tic = os.times(), data.received, time.perf_counter()
+        for _ in it:
+            pass
+        seconds = time.perf_counter() - tic
+        fresh = (data.received - received) * 32 / seconds
+        time.sleep(3)
+        cpu1 = os.times()
+        wall = time.perf_counter() - tic
+        workers = (cpu1.children_user + cpu1.children_system - cpu0.children_user - cpu0.children_system)
+    print(f"pool sampling + OCRIter: {200 * hp.batch_size / seconds:.0f} samples/s, {seconds / 200 * 1000:.2f} ms a "
+          f"batch; {num_proc} workers refill {fresh:.0f} fresh samples/s while the trainer idles")
+    if workers:
+        print(f"  worker CPU while refilling: {workers / wall:.2f} cores")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("font_path", nargs="?", default="font")
+    parser.add_argument("--batches", type=int, default=20)
+    parser.add_argument("--draws", type=int, default=200)
+    parser.add_argument("--num_proc", type=int, default=2)
+    parser.add_argument("--letters_net", choices=("letters", "compact"), default="letters")
+    parser.add_argument("--skip_data", action="store_true")
+    args = parser.parse_args()
+    print(f"# {' '.join(sys.argv)}  (load average {os.getloadavg()[0]:.1f})")
+    hp = letters_hp(args.letters_net)
+    profile_step(hp, args.batches)
+    if not args.skip_data:
+        profile_data(hp, args.font_path, args.draws, args.num_proc)
+
+
+if __name__ == "__main__":
+    main()
