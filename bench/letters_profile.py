@@ -120,19 +120,29 @@ def profile_data(hp: Hyperparams, font_path: str, draws: int, num_proc: int) -> 
     with MPData(num_proc, fonts, hp, 32, 8192 // 32, seed=1, style="varied") as data:
         data.fill()
         it = OCRIter(hp.batch_size * 200, hp, data.sample)
-        cpu0, received, tic = os.times(), data.received, time.perf_counter()
+        tic = time.perf_counter()
         for _ in it:
             pass
         seconds = time.perf_counter() - tic
-        fresh = (data.received - received) * 32 / seconds
-        time.sleep(3)
-        cpu1 = os.times()
+        print(f"pool sampling + OCRIter: {200 * hp.batch_size / seconds:.0f} samples/s, "
+              f"{seconds / 200 * 1000:.2f} ms a batch")
+        cpu, received, tic = worker_cpu(data), data.received, time.perf_counter()
+        time.sleep(10)
+        data.sample(1)  # takes in the blocks filled meanwhile
         wall = time.perf_counter() - tic
-        workers = (cpu1.children_user + cpu1.children_system - cpu0.children_user - cpu0.children_system)
-    print(f"pool sampling + OCRIter: {200 * hp.batch_size / seconds:.0f} samples/s, {seconds / 200 * 1000:.2f} ms a "
-          f"batch; {num_proc} workers refill {fresh:.0f} fresh samples/s while the trainer idles")
-    if workers:
-        print(f"  worker CPU while refilling: {workers / wall:.2f} cores")
+        fresh = (data.received - received) * 32 / wall
+        print(f"{num_proc} workers, the trainer idle: {fresh:.0f} fresh samples/s, "
+              f"{(worker_cpu(data) - cpu) / wall:.2f} cores of CPU")
+
+
+def worker_cpu(data: MPData) -> float:
+    """CPU seconds the worker processes have used so far (from /proc)."""
+    ticks = 0
+    for worker in data.workers:
+        with open(f"/proc/{worker.pid}/stat") as file:
+            fields = file.read().rsplit(")", 1)[1].split()
+        ticks += int(fields[11]) + int(fields[12])  # utime, stime
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def main() -> None:
