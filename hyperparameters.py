@@ -18,7 +18,7 @@ CRNN_BLOCKS = ((32, (2, 2)), (64, (2, 2)), (128, (2, 1)))
 # Front ends by name (`--crnn_shape`): `wide` is CRNN_BLOCKS (every model shipped before); `compact`
 # has half the channels and pools the last block's rows by 4, so that the LSTM reads 4x fewer values a
 # step (64 x 2 rows at a 36-row input, against 128 x 4): about 2x the training speed of `wide` on 2 CPU
-# cores at the same accuracy per sample (docs/letters-speed.md).
+# cores, but in its one comparison it left the CTC plateau 3 epochs later (docs/letters-speed.md).
 CRNN_SHAPES = {"wide": CRNN_BLOCKS, "compact": ((16, (2, 2)), (32, (2, 2)), (64, (4, 1)))}
 # The networks of lstm.py and their training losses; the fused LSTM keeps its weights in one vector of
 # this name (which is how a checkpoint without `network` in its meta file is known as fused).
@@ -84,14 +84,15 @@ AUGMENT = {"rotate_degrees": 3.0, "scale": 0.08, "shift_columns": 3.0, "shift_ro
 # Named sets of defaults (`--recipe`); explicit options still override them. "fast" escapes the CTC
 # plateau within the first epoch: a convolutional front end, a bidirectional LSTM, Adam. "letters" is
 # the fast recipe with the letters model's reading (0-9a-z, case folded, 3-6 characters, a 96x36
-# input) and the compact front end (docs/letters-speed.md).
+# input) and network (`pretrained/alnum`'s): the compact front end trains 2x faster but learnt less per
+# sample in its one comparison (docs/letters-speed.md), so it is an option, not this recipe's.
 FAST = {"network": "crnn", "optimizer": "adam", "learning_rate": 0.001, "batch_size": 64,
         "num_lstm_layer": 1, "train_epoch_size": 19200, "num_epoch": 12}
 RECIPES = {
     "example": {},
     "fast": FAST,
     "letters": FAST | {"chars": DIGITS + "abcdefghijklmnopqrstuvwxyz", "case": "fold", "min_len": 3, "max_len": 6,
-                       "fit": "pad", "crnn_shape": "compact", "crnn_blocks": 3, "crnn_first_channels": 16,
+                       "fit": "pad", "crnn_blocks": 3, "crnn_first_channels": 16,
                        "seq_length": 96, "image_height": 36, "num_hidden": 200, "eval_epoch_size": 2048,
                        "lr_schedule": "cosine"},
 }

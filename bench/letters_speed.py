@@ -1,6 +1,7 @@
 """The letters model's training speed, end to end: today's command (`pretrained/alnum`'s, wide front
-end, 2 generator processes and a pool) against the new one (`--recipe letters`: compact front end,
-captchas from a store drawn once), each a real `lstm_ocr_train.py` run of one short epoch,
+end, 2 generator processes and a pool) against the new one (`--recipe letters`: the same network with
+the ReLU as an MKL-DNN `Activation`, captchas from a store drawn once; `--crnn_shape compact` for the
+compact front end), each a real `lstm_ocr_train.py` run of one short epoch,
 interleaved A, B, A, B in one run; then, given the prefixes of two longer runs, their validation
 accuracy after the same numbers of samples.
 
@@ -56,7 +57,8 @@ def speed(args: argparse.Namespace) -> None:
         drawn = time.perf_counter() - tic
         print(f"store: {args.store_count} captchas drawn once in {drawn:.0f} s "
               f"({args.store_count / drawn:.0f} a second, start-up included)", flush=True)
-        runs = {"today (wide, 2 workers + pool)": TODAY, "new (--recipe letters --store)": NEW + ["--store", store]}
+        runs = {"today (wide, 2 workers + pool)": TODAY,
+                f"new ({args.crnn_shape}, --store)": NEW + ["--crnn_shape", args.crnn_shape, "--store", store]}
         results: dict[str, list[tuple[float, float]]] = {name: [] for name in runs}
         for round_number in range(args.rounds):
             for i, (name, options) in enumerate(runs.items()):
@@ -92,6 +94,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--samples", type=int, default=4800, help="samples of each timed epoch")
     parser.add_argument("--store_count", type=int, default=4096)
+    parser.add_argument("--crnn_shape", choices=("wide", "compact"), default="wide",
+                        help="the new command's front end [default wide, --recipe letters's]")
     parser.add_argument("--runs", nargs=2, metavar=("PREFIX_A", "PREFIX_B"),
                         help="print the validation accuracy of two runs per samples seen, and nothing else")
     args = parser.parse_args()

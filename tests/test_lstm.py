@@ -115,7 +115,7 @@ def test_a_compact_crnn_trains_a_step_and_its_checkpoint_computes_the_same_after
     import checkpoint
     from hyperparameters import for_recipe
 
-    hp = replace(for_recipe("letters"), batch_size=8, num_hidden=16)
+    hp = replace(for_recipe("letters"), crnn_shape="compact", batch_size=8, num_hidden=16)
     mod = mx.mod.Module(lstm_ocr(hp), data_names=["data"], label_names=["label"])
     mod.bind(data_shapes=[("data", (8, 96, 36))], label_shapes=[("label", (8, hp.num_label))])
     mod.init_params(mx.init.Xavier(), arg_params=initial_params(hp, mx.init.Xavier()), allow_missing=True)
