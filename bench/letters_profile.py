@@ -1,10 +1,10 @@
 """Where the letters model's training time goes: one training step per operator group (MXNet's
 profiler, aggregate stats), and the data path (drawing a varied captcha, the pool, the iterator).
 
-    .venv/bin/python bench/letters_profile.py [--batches 20] [--draws 200] [--letters_net letters|compact]
+    .venv/bin/python bench/letters_profile.py [--batches 20] [--draws 200] [--crnn_shape wide|compact]
 
-The network is `pretrained/alnum`'s (docs/letters-model.md), or with `--letters_net compact` the
-narrower one of `--recipe letters` (docs/letters-speed.md).
+The network is `--recipe letters`'s, `pretrained/alnum`'s (docs/letters-model.md), or with
+`--crnn_shape compact` the compact front end (docs/letters-speed.md).
 """
 
 import argparse
@@ -30,11 +30,6 @@ from images import to_float  # noqa: E402
 from multiproc_data import MPData  # noqa: E402
 from ocr_iter import OCRIter  # noqa: E402
 
-ALNUM = "0123456789abcdefghijklmnopqrstuvwxyz"
-# `pretrained/alnum`'s options over the fast recipe (docs/letters-model.md)
-LETTERS_TODAY = {"chars": ALNUM, "case": "fold", "min_len": 3, "max_len": 6, "crnn_blocks": 3,
-                 "crnn_first_channels": 16, "seq_length": 96, "image_height": 36, "num_hidden": 200,
-                 "fit": "pad"}
 # operator name -> the group of the network it belongs to
 GROUPS = (("RNN", "LSTM"), ("Convolution", "convolutions"), ("BatchNorm", "convolutions"),
           ("Pooling", "convolutions"), ("relu", "convolutions"), ("Activation", "convolutions"),
@@ -42,11 +37,9 @@ GROUPS = (("RNN", "LSTM"), ("Convolution", "convolutions"), ("BatchNorm", "convo
           ("softmax", "pred_fc"), ("adam", "optimizer"), ("sgd", "optimizer"), ("mp_", "optimizer"))
 
 
-def letters_hp(net: str = "letters") -> Hyperparams:
-    """Today's letters hyperparameters, or the compact network's."""
-    if net == "compact":
-        return hyperparameters.for_recipe("letters")
-    return replace(hyperparameters.for_recipe("fast"), **LETTERS_TODAY)
+def letters_hp(shape: str = "wide") -> Hyperparams:
+    """The letters recipe's hyperparameters with the front end `shape`."""
+    return replace(hyperparameters.for_recipe("letters"), crnn_shape=shape)
 
 
 def group_of(op: str) -> str:
@@ -127,8 +120,9 @@ def profile_data(hp: Hyperparams, font_path: str, draws: int, num_proc: int) -> 
         print(f"pool sampling + OCRIter: {200 * hp.batch_size / seconds:.0f} samples/s, "
               f"{seconds / 200 * 1000:.2f} ms a batch")
         cpu, received, tic = worker_cpu(data), data.received, time.perf_counter()
-        time.sleep(10)
-        data.sample(1)  # takes in the blocks filled meanwhile
+        while time.perf_counter() - tic < 10:
+            data.sample(1)  # takes in the blocks filled meanwhile, handing the oldest back for refilling
+            time.sleep(0.02)
         wall = time.perf_counter() - tic
         fresh = (data.received - received) * 32 / wall
         print(f"{num_proc} workers, the trainer idle: {fresh:.0f} fresh samples/s, "
@@ -151,11 +145,11 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=20)
     parser.add_argument("--draws", type=int, default=200)
     parser.add_argument("--num_proc", type=int, default=2)
-    parser.add_argument("--letters_net", choices=("letters", "compact"), default="letters")
+    parser.add_argument("--crnn_shape", choices=("wide", "compact"), default="wide")
     parser.add_argument("--skip_data", action="store_true")
     args = parser.parse_args()
     print(f"# {' '.join(sys.argv)}  (load average {os.getloadavg()[0]:.1f})")
-    hp = letters_hp(args.letters_net)
+    hp = letters_hp(args.crnn_shape)
     profile_step(hp, args.batches)
     if not args.skip_data:
         profile_data(hp, args.font_path, args.draws, args.num_proc)
