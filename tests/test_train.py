@@ -247,3 +247,14 @@ def test_the_arithmetic_style_sets_its_alphabet_and_trains(font, tmp_path, model
     assert result.returncode == 0, result.stderr
     meta = json.load(open(tmp_path / "ocr-meta.json"))
     assert (meta["chars"], meta["max_len"], meta["options"]["style"]) == (arithmetic.ALPHABET, 9, "arithmetic")
+
+
+def test_the_letters_recipe_is_the_letters_models_command(font, tmp_path):
+    alnum = "0123456789abcdefghijklmnopqrstuvwxyz"
+    today = ["--recipe", "fast", "--style", "varied", "--fit", "pad", "--chars", alnum, "--case", "fold",
+             "--min_len", "3", "--max_len", "6", "--crnn_blocks", "3", "--crnn_first_channels", "16",
+             "--seq_length", "96", "--image_height", "36", "--num_hidden", "200", "--num_epoch", "48",
+             "--eval_epoch_size", "2048", "--lr_schedule", "cosine"]  # docs/letters-model.md
+    prefix = ["--prefix", str(tmp_path / "ocr"), font]
+    recipe = resolve(["--recipe", "letters", "--style", "varied", "--num_epoch", "48", *prefix]).hp
+    assert recipe == resolve([*today, *prefix]).hp and recipe.crnn_shape == "wide"
