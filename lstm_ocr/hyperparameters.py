@@ -15,6 +15,11 @@ RENDER_SCALE = 2  # captchas are drawn at twice the network's image size, then s
 # model uses the first --crnn_blocks. Each block halves the height; the width pooling multiplies to
 # 4 image columns per output step. --crnn_first_channels overrides the first block's channels.
 CRNN_BLOCKS = ((32, (2, 2)), (64, (2, 2)), (128, (2, 1)))
+# Front ends by name (`--crnn_shape`): `wide` is CRNN_BLOCKS (every model shipped before); `compact`
+# has half the channels and pools the last block's rows by 4, so that the LSTM reads 4x fewer values a
+# step (64 x 2 rows at a 36-row input, against 128 x 4): about 2x the training speed of `wide` on 2 CPU
+# cores, but in its one comparison it left the CTC plateau 3 epochs later (docs/letters-speed.md).
+CRNN_SHAPES = {"wide": CRNN_BLOCKS, "compact": ((16, (2, 2)), (32, (2, 2)), (64, (4, 1)))}
 # The networks of lstm.py and their training losses; the fused LSTM keeps its weights in one vector of
 # this name (which is how a checkpoint without `network` in its meta file is known as fused).
 NETWORKS = ("fused", "unrolled", "crnn")
@@ -50,7 +55,7 @@ LR_SCHEDULES = ("constant", "cosine")  # cosine: from --learning_rate down to FI
 FINAL_LR_FRACTION = 0.05
 # hyperparameters whose option takes one of a few values
 CHOICES = {"optimizer": OPTIMIZERS, "fit": FITS, "lr_schedule": LR_SCHEDULES, "case": CASES, "network": NETWORKS,
-           "loss": LOSSES}
+           "loss": LOSSES, "crnn_shape": tuple(CRNN_SHAPES)}
 # Limits on what a user hands in: an image's encoded bytes and decoded pixels (a decompression bomb
 # names its size in one line instead of filling the memory).
 MAX_IMAGE_BYTES = 50 * 1024 * 1024
@@ -77,11 +82,19 @@ AUGMENT = {"rotate_degrees": 3.0, "scale": 0.08, "shift_columns": 3.0, "shift_ro
            "contrast_probability": 0.5, "contrast": (0.7, 1.3), "brightness": 20.0,
            "noise_probability": 0.5, "noise_sigma": 8.0}
 # Named sets of defaults (`--recipe`); explicit options still override them. "fast" escapes the CTC
-# plateau within the first epoch: a convolutional front end, a bidirectional LSTM, Adam.
+# plateau within the first epoch: a convolutional front end, a bidirectional LSTM, Adam. "letters" is
+# the fast recipe with the letters model's reading (0-9a-z, case folded, 3-6 characters, a 96x36
+# input) and network (`pretrained/alnum`'s): the compact front end trains 2x faster but learnt less per
+# sample in its one comparison (docs/letters-speed.md), so it is an option, not this recipe's.
+FAST = {"network": "crnn", "optimizer": "adam", "learning_rate": 0.001, "batch_size": 64,
+        "num_lstm_layer": 1, "train_epoch_size": 19200, "num_epoch": 12}
 RECIPES = {
     "example": {},
-    "fast": {"network": "crnn", "optimizer": "adam", "learning_rate": 0.001, "batch_size": 64,
-             "num_lstm_layer": 1, "train_epoch_size": 19200, "num_epoch": 12},
+    "fast": FAST,
+    "letters": FAST | {"chars": DIGITS + "abcdefghijklmnopqrstuvwxyz", "case": "fold", "min_len": 3, "max_len": 6,
+                       "fit": "pad", "crnn_blocks": 3, "crnn_first_channels": 16,
+                       "seq_length": 96, "image_height": 36, "num_hidden": 200, "eval_epoch_size": 2048,
+                       "lr_schedule": "cosine"},
 }
 
 
@@ -113,6 +126,7 @@ class Hyperparams:
     num_lstm_layer: int = 2
     crnn_blocks: int = 2
     crnn_first_channels: int = CRNN_BLOCKS[0][0]
+    crnn_shape: str = "wide"
     min_len: int = 3
     max_len: int = 4
     chars: str = DIGITS
@@ -178,8 +192,9 @@ class Hyperparams:
                 raise InputError(f"--{field.name} must not be negative, got {value}")
             if field.type in (int, float) and value <= 0 and field.name not in NON_NEGATIVE:
                 raise InputError(f"--{field.name} must be positive, got {value}")
-        if self.crnn_blocks > len(CRNN_BLOCKS):
-            raise InputError(f"--crnn_blocks must be at most {len(CRNN_BLOCKS)}, got {self.crnn_blocks}")
+        most_blocks = len(CRNN_SHAPES.get(self.crnn_shape, CRNN_BLOCKS))
+        if self.crnn_blocks > most_blocks:
+            raise InputError(f"--crnn_blocks must be at most {most_blocks}, got {self.crnn_blocks}")
         if self.min_len > self.max_len:
             raise InputError(f"--min_len {self.min_len} exceeds --max_len {self.max_len}")
         if 2 * self.max_len + 1 > self.seq_length:

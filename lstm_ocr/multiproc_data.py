@@ -149,6 +149,7 @@ def _worker(shared: tuple, free: mp.Queue, filled: mp.Queue, font_paths: list[st
     """Decode this worker's share of a folder (if any), then fill free blocks with samples until told
     to stop (None) or the parent is gone."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a script's one-line handler is inherited by spawn's re-import
     os.nice(WORKER_NICENESS)
     blocks = SharedBlocks.view(*shared)
     folder = source = None

@@ -26,6 +26,7 @@ import numpy as np
 
 from lstm_ocr import (
     arithmetic,
+    captcha_store,
     checkpoint,
     ctc_metrics,
     diagnosis,
@@ -61,7 +62,7 @@ MAX_PROCESSES = 4 * (os.cpu_count() or 1)  # generator processes beyond this onl
 MAX_DEVICES = 64  # --cpu / --gpu contexts
 # what a checkpoint fixes
 STRUCTURE_FIELDS = ("network", "seq_length", "image_height", "num_hidden", "num_lstm_layer", "crnn_blocks",
-                    "crnn_first_channels", "fit")
+                    "crnn_first_channels", "crnn_shape", "fit")
 MODEL_FIELDS = TEXT_FIELDS + STRUCTURE_FIELDS  # what a resumed run must keep
 WARMUP_UPDATES = 50  # updates of linear warm-up before a cosine schedule (a fresh pred_fc settles)
 # The options that are not hyperparameters, with their defaults. A run writes them into its meta file
@@ -69,11 +70,11 @@ WARMUP_UPDATES = 50  # updates of linear warm-up before a cosine schedule (a fre
 OPTION_DEFAULTS = {
     "recipe": "example", "font_path": None, "train_dir": None, "val_dir": None, "synthetic": 0.0, "augment": 1,
     "skip_bad": False, "finetune": None, "gpu": 0, "cpu": 1, "num_proc": 2, "prefix": "ocr", "overwrite": False,
-    "pool_size": 8192, "seed": None, "style": "example", "load_epoch": 0, "kv_store": "local",
+    "pool_size": 8192, "seed": None, "style": "example", "load_epoch": 0, "kv_store": "local", "store": None,
     "patience": None, "keep_epochs": 2,
 }
 RESUMED_OPTIONS = ("recipe", "font_path", "train_dir", "val_dir", "synthetic", "augment", "skip_bad", "pool_size",
-                   "seed", "style", "patience", "keep_epochs")
+                   "seed", "style", "patience", "keep_epochs", "store")
 AUTO = "auto"  # --finetune auto: the shipped model that fits the folder's labels
 FOLDER_PATIENCE = 4  # --train_dir without --patience: epochs (of about one pass) without a better validation
 MAX_EPOCH_COUNT = 100_000  # --patience and --keep_epochs at most (the most epochs a run may have)
@@ -110,6 +111,10 @@ def build_parser() -> ArgumentParser:
     parser.add_argument("--prefix", help="checkpoint prefix; its folder is created [default ocr]")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace the run already saved under --prefix (its files are deleted first)")
+    parser.add_argument("--store", metavar="DIR",
+                        help="train on the captchas of this store (drawn once by python -m lstm_ocr.captcha_store) "
+                             "instead of drawing them during training; the validation set is still drawn fresh "
+                             "(--style)")
     parser.add_argument("--pool_size", type=int,
                         help="samples in the reused training pool (at most an epoch's); 0 = every sample "
                              "fresh, as the example (the trainer then waits for the generators) [default 8192]")
@@ -218,6 +223,8 @@ def resolve(argv: list[str] | None = None) -> Run:
     if start is not None:
         fitted_params(start, hp)  # a checkpoint that does not fit these options is refused now
     fonts = find_fonts(args.font_path, hp.drawn_chars) if plan is None or args.synthetic else []
+    if args.store:
+        captcha_store.load(args.store, hp, args.style)  # a store that does not fit is refused now
     return Run(args, hp, plan, start, fonts)
 
 
@@ -307,12 +314,13 @@ def check_args(args: argparse.Namespace, hp: Hyperparams) -> None:
                          f"of images at the network's input size, over the limit of "
                          f"{hyperparameters.MAX_FOLDER_BYTES}: give smaller ones")
     hp.validate()
-    for name in ("crnn_blocks", "crnn_first_channels"):
+    for name in ("crnn_blocks", "crnn_first_channels", "crnn_shape"):
         if name in args.given and hp.network != "crnn":
             raise InputError(f"--{name} sizes the crnn's convolutional front end; --network {hp.network} has none")
     if hp.network == "crnn" and hp.image_height < crnn_pooling(hp)[0]:
         raise InputError(f"--image_height {hp.image_height} is too low for --crnn_blocks {hp.crnn_blocks}: "
-                         f"each block halves it, so it needs at least {crnn_pooling(hp)[0]} rows")
+                         f"its blocks pool {crnn_pooling(hp)[0]} rows into one, so it needs at least "
+                         f"{crnn_pooling(hp)[0]} rows")
     steps = output_steps(hp)
     if 2 * hp.max_len + 1 > steps:
         raise InputError(f"--network {hp.network} reads {steps} steps of a {hp.seq_length}-column image, "
@@ -341,6 +349,10 @@ def check_data_args(args: argparse.Namespace) -> None:
         raise InputError("--finetune starts a new run from a checkpoint; --load_epoch resumes one: give one of them")
     if args.load_epoch:
         return  # the resumed run's own data options are checked once they are read back
+    if args.store and args.train_dir:
+        raise InputError("--store trains on stored captchas, --train_dir on a folder: give one of them")
+    if args.store and args.style == "arithmetic":
+        raise InputError("--style arithmetic is drawn during training; it has no --store")
     if not args.train_dir:
         for name in ("val_dir", "skip_bad"):
             if getattr(args, name):
@@ -554,7 +566,8 @@ def fitted_params(start: Start, hp: Hyperparams) -> tuple[dict, dict]:
     if problems:
         raise InputError(f"checkpoint {start.name} does not fit the network of these options (--network "
                          f"{hp.network}, --num_hidden {hp.num_hidden}, --num_lstm_layer {hp.num_lstm_layer}, "
-                         f"--crnn_blocks {hp.crnn_blocks}, --crnn_first_channels {hp.crnn_first_channels}, "
+                         f"--crnn_shape {hp.crnn_shape}, --crnn_blocks {hp.crnn_blocks}, "
+                         f"--crnn_first_channels {hp.crnn_first_channels}, "
                          f"--image_height {hp.image_height}): {problems[0]}")
     return arg_params, dict(start.aux_params)
 
@@ -812,8 +825,11 @@ def train(args: argparse.Namespace, hp: Hyperparams, fonts: list[str], plan: Fol
         logging.basicConfig(level=logging.INFO, format=f"%(asctime)-15s [rank {rank}] %(message)s", force=True)
         logging.info("Worker %d of %d, kvstore %s", rank, kv.num_workers, kv.type)
     prefix_lock = checkpoint.lock(args.prefix) if rank == 0 else None  # noqa: F841  (held until exit)
-    block_size = BLOCK_SIZE if args.pool_size else hp.batch_size
+    block_size = BLOCK_SIZE if args.pool_size or args.store else hp.batch_size
     pool_blocks = max(1, min(args.pool_size, hp.train_epoch_size) // block_size)  # no bigger than an epoch
+    store = captcha_store.load(args.store, hp, args.style) if args.store else None
+    if store is not None:
+        pool_blocks = 1  # the workers draw only the validation set
     source = folder_source(args, hp, plan) if plan is not None else None
     with MPData(args.num_proc, fonts, hp, block_size, pool_blocks, data_seed(args.seed, rank), source,
                 args.style) as data:
@@ -835,11 +851,17 @@ def train(args: argparse.Namespace, hp: Hyperparams, fonts: list[str], plan: Fol
             labels = np.concatenate([b[1] for b in blocks])[:hp.eval_epoch_size]
             val_iter = fixed_iter(images, labels, hp)
 
-        if args.pool_size:
+        if store is not None:
+            data.close()  # every training sample comes from the store: the cores are the trainer's
+            sampler = captcha_store.StoreSampler(store, data_seed(args.seed, rank))
+            logging.info("Training on the %d captchas of the store %s", len(store), args.store)
+        elif args.pool_size:
             logging.info("Filling the training pool with %d samples", pool_blocks * block_size)
             data.fill()
 
         def next_batch(batch_size: int):
+            if store is not None:
+                return sampler.sample(batch_size)
             return data.sample(batch_size) if args.pool_size else data.take_block()
 
         train_iter = OCRIter(hp.train_epoch_size, hp, next_batch)

@@ -39,6 +39,7 @@ def test_every_field_has_a_command_line_override():
     ({"crnn_blocks": 4}, "--crnn_blocks must be at most 3"),
     ({"crnn_blocks": 0}, "--crnn_blocks must be positive"),
     ({"crnn_first_channels": 0}, "--crnn_first_channels must be positive"),
+    ({"crnn_shape": "tiny"}, "--crnn_shape must be one of wide, compact"),
     ({"case": "upper"}, "--case must be one of keep, fold"),
     ({"chars": "0aA", "case": "fold"}, "both cases of 'a'"),
     ({"learning_rate": float("nan")}, "--learning_rate must be a finite number, got nan"),

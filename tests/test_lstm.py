@@ -96,3 +96,48 @@ def test_a_conversion_never_writes_over_a_checkpoint(tmp_path):
     assert open(checkpoint.params_path(prefix, 1), "rb").read() == before
     bad = run_script("lstm.py", "--prefix", prefix, "--epoch", "1", "--to", "gru", "--out", str(tmp_path / "y"))
     assert bad.returncode == 2 and "invalid choice: 'gru'" in bad.stderr
+
+
+@pytest.mark.parametrize("shape, lstm_input", [("wide", 128 * 4), ("compact", 64 * 2)])
+def test_the_letters_front_ends_feed_the_lstm_24_steps_of_their_width(shape, lstm_input):
+    from lstm_ocr.hyperparameters import for_recipe
+
+    hp = replace(for_recipe("letters"), crnn_shape=shape)
+    internals = lstm_ocr(hp).get_internals()
+    lstm_in = [name for name in internals.list_outputs() if name.startswith("reshape") and name.endswith("_output")]
+    shapes = {name: shape for name, shape in zip(internals.list_outputs(), internals.infer_shape(
+        data=(hp.batch_size, hp.image_width, hp.image_height), label=(hp.batch_size, hp.num_label))[1], strict=True)}
+    assert (24, hp.batch_size, lstm_input) in [shapes[name] for name in lstm_in]
+    assert hp.seq_length == 96 and hp.image_height == 36 and len(hp.chars) == 36
+
+
+def test_a_compact_crnn_trains_a_step_and_its_checkpoint_computes_the_same_after_loading(tmp_path):
+    from lstm_ocr import checkpoint
+    from lstm_ocr.hyperparameters import for_recipe
+
+    hp = replace(for_recipe("letters"), crnn_shape="compact", batch_size=8, num_hidden=16)
+    mod = mx.mod.Module(lstm_ocr(hp), data_names=["data"], label_names=["label"])
+    mod.bind(data_shapes=[("data", (8, 96, 36))], label_shapes=[("label", (8, hp.num_label))])
+    mod.init_params(mx.init.Xavier(), arg_params=initial_params(hp, mx.init.Xavier()), allow_missing=True)
+    mod.init_optimizer(optimizer="adam", optimizer_params={"learning_rate": 0.01})
+    rng = np.random.default_rng(0)
+    batch = mx.io.DataBatch(data=[mx.nd.array(rng.random((8, 96, 36)))],
+                            label=[mx.nd.array(rng.integers(1, hp.num_classes, (8, hp.num_label)))])
+    before = mod.get_params()[0]["c2_conv_weight"].asnumpy()
+    mod.forward_backward(batch)
+    mod.update()
+    arg_params, aux_params = mod.get_params()
+    assert not np.array_equal(before, arg_params["c2_conv_weight"].asnumpy())
+    assert arg_params["c2_conv_weight"].shape == (64, 32, 3, 3)
+    checkpoint.save(str(tmp_path / "m"), 1, mod.symbol, arg_params, aux_params, hp)
+    symbol, loaded, loaded_aux, loaded_hp = checkpoint.load_with_hyperparams(str(tmp_path / "m"), 1)
+    assert loaded_hp == hp and loaded_hp.crnn_shape == "compact"
+    data = mx.nd.array(rng.random((2, 96, 36)))
+    outputs = []
+    for network, args, aux in ((mod.symbol, arg_params, aux_params), (symbol, loaded, loaded_aux)):
+        reader = mx.mod.Module(inference_symbol(network), data_names=["data"], label_names=None)
+        reader.bind(for_training=False, data_shapes=[("data", data.shape)])
+        reader.set_params(args, aux, allow_missing=False)
+        reader.forward(mx.io.DataBatch(data=[data]), is_train=False)
+        outputs.append(reader.get_outputs()[0].asnumpy())
+    np.testing.assert_allclose(outputs[0], outputs[1], rtol=1e-5, atol=1e-6)

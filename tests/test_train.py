@@ -313,3 +313,14 @@ def test_a_resumed_meta_file_with_options_of_the_wrong_types_is_one_line(model, 
         json.dump(meta, file)
     with pytest.raises(InputError, match=f"ocr-meta.json is not a valid checkpoint meta file: its {words}"):
         resolve(["--load_epoch", "3", "--prefix", prefix])
+
+
+def test_the_letters_recipe_is_the_letters_models_command(font, tmp_path):
+    alnum = "0123456789abcdefghijklmnopqrstuvwxyz"
+    today = ["--recipe", "fast", "--style", "varied", "--fit", "pad", "--chars", alnum, "--case", "fold",
+             "--min_len", "3", "--max_len", "6", "--crnn_blocks", "3", "--crnn_first_channels", "16",
+             "--seq_length", "96", "--image_height", "36", "--num_hidden", "200", "--num_epoch", "48",
+             "--eval_epoch_size", "2048", "--lr_schedule", "cosine"]  # docs/letters-model.md
+    prefix = ["--prefix", str(tmp_path / "ocr"), font]
+    recipe = resolve(["--recipe", "letters", "--style", "varied", "--num_epoch", "48", *prefix]).hp
+    assert recipe == resolve([*today, *prefix]).hp and recipe.crnn_shape == "wide"
