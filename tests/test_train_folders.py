@@ -269,7 +269,7 @@ def test_finetune_auto_picks_the_shipped_model_that_fits_the_labels(tmp_path, fo
         run = lstm_ocr_train.resolve(["--train_dir", str(folder), "--finetune", "auto",
                                       "--prefix", str(tmp_path / "ocr")])
     assert run.args.finetune.endswith(os.path.join("lstm_ocr", "models", shipped))
-    assert f"--finetune auto: starting from {run.args.finetune}, because {why}" in caplog.text
+    assert f"--finetune auto: starting from the shipped {shipped}, because {why}" in caplog.text
     assert os.path.basename(run.start.name) == shipped
 
 
