@@ -1,10 +1,11 @@
 """Captcha generation speed per process: the original example's PNG round trip against this port's
-straight-from-PIL path, and the varied style (captcha_styles.py) against the example style. The
+straight-from-PIL path, and the varied style (lstm_ocr/styles.py) against the example style. The
 three are measured interleaved, round by round (A, B, C, A, B, C, ...), so that a machine whose
 speed drifts affects them alike; the ratios are what counts. With --baseline, the varied style of
-another captcha_styles.py (an earlier commit's, `git show REV:captcha_styles.py > FILE`) is measured
-in the same rounds, to compare a change of the drawing with the code before it; with --own_look,
-both varied styles draw none of their images in the example's look (the captcha package's).
+another styles.py (an earlier commit's, `git show REV:lstm_ocr/styles.py > FILE`, or
+REV:captcha_styles.py before the package move) is measured in the same rounds, to compare a change
+of the drawing with the code before it; with --own_look, both varied styles draw none of their
+images in the example's look (the captcha package's).
 
     .venv/bin/python bench/generation.py [--images 300] [--rounds 3] [--min_len 3] [--max_len 4]
         [--baseline FILE [--own_look]] [FONT_OR_FOLDER]
@@ -44,7 +45,7 @@ def seconds(make, gen: CaptchaGen, images: int) -> float:
 
 
 def baseline_varied(path: str, fonts: list[str], hp: Hyperparams, own_look: bool) -> CaptchaGen:
-    """A varied-style generator that draws with the VariedCaptcha of another captcha_styles.py (with
+    """A varied-style generator that draws with the VariedCaptcha of another styles.py (with
     `own_look`, never in the example's look: its share, read from hyperparameters at import, set to 0)."""
     spec = importlib.util.spec_from_file_location("baseline_captcha_styles", path)
     module = importlib.util.module_from_spec(spec)
@@ -66,7 +67,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--min_len", type=int, default=3)
     parser.add_argument("--max_len", type=int, default=4)
-    parser.add_argument("--baseline", help="another captcha_styles.py whose varied style to measure too")
+    parser.add_argument("--baseline", help="another styles.py (or captcha_styles.py) whose varied style to measure too")
     parser.add_argument("--own_look", action="store_true", help="no image of either varied style in the example's look")
     args = parser.parse_args()
     hp = Hyperparams(min_len=args.min_len, max_len=args.max_len)

@@ -6,7 +6,7 @@ set is written to a folder, then read by `lstm_ocr_infer.py DIR`.
         [--read "--length 4"]
 
 - example: `captcha_generator.py --count N --seed S font/` (the example's look, every font of font/);
-- varied:  the same with `--style varied` (captcha_styles.py);
+- varied:  the same with `--style varied` (lstm_ocr/styles.py);
 - wheezy:  wheezy-captcha's documented default look (background, warped, rotated and offset text,
   a curve, noise, smoothing; 200x75, JPEG quality 75) in LiberationMono-Bold, one of the two fonts
   of its example (or --wheezy_font);

@@ -3,7 +3,7 @@ profiler, aggregate stats), and the data path (drawing a varied captcha, the poo
 
     .venv/bin/python bench/letters_profile.py [--batches 20] [--draws 200] [--crnn_shape wide|compact]
 
-The network is `--recipe letters`'s, `pretrained/alnum`'s (docs/letters-model.md), or with
+The network is `--recipe letters`'s, the shipped `alnum`'s (docs/letters-model.md), or with
 `--crnn_shape compact` the compact front end (docs/letters-speed.md).
 """
 

@@ -1,4 +1,4 @@
-"""The letters model's training speed, end to end: today's command (`pretrained/alnum`'s, wide front
+"""The letters model's training speed, end to end: today's command (the shipped `alnum`'s, wide front
 end, 2 generator processes and a pool) against the new one (`--recipe letters`: the same network with
 the ReLU as an MKL-DNN `Activation`, captchas from a store drawn once; `--crnn_shape compact` for the
 compact front end), each a real `lstm_ocr_train.py` run of one short epoch,

@@ -1,4 +1,4 @@
-"""How many pixels of text height reach the network: the varied style's text box (captcha_styles.py,
+"""How many pixels of text height reach the network: the varied style's text box (lstm_ocr/styles.py,
 `VariedCaptcha.text_box`), scaled as `images.to_network_input` scales its image with `--fit pad`, for
 several network input sizes. Printed for the small-text family (small text anywhere in a large
 field) and for the rest of the project's own look. The box holds the whole text, rotations and

@@ -1,9 +1,9 @@
-"""A contact sheet of varied-style captchas (captcha_styles.py), each with its label, to look at.
+"""A contact sheet of varied-style captchas (lstm_ocr/styles.py), each with its label, to look at.
 
     .venv/bin/python bench/varied_samples.py [--count 40] [--seed 1] [--out results/varied-samples.png]
         [--family NAME] [--chars 0123456789 --case keep]
 
---family draws every sample with that family of captcha_styles.FAMILY_SHARES forced on (and none in
+--family draws every sample with that family of lstm_ocr.styles.FAMILY_SHARES forced on (and none in
 the example's look), to look at one family at a time.
 """
 

@@ -86,7 +86,7 @@ def check_text(text: str, hp: Hyperparams) -> None:
 
 class CaptchaGen:
     """Renders texts as CAPTCHAs in the given fonts: `example`, the example's look with the captcha
-    library; `varied`, the randomized family of looks of captcha_styles.py (reproducible from `seed`)."""
+    library; `varied`, the randomized family of looks of lstm_ocr/styles.py (reproducible from `seed`)."""
 
     def __init__(self, font_paths: list[str], hp: Hyperparams, seed: int | None = None, style: str = "example"):
         if style not in STYLES:
@@ -197,7 +197,7 @@ def main() -> None:
                                                  "the example style's noise stays random)")
     parser.add_argument("--style", default="example", choices=STYLES,
                         help="example: the example's look; varied: a wide random family of looks, "
-                             "sizes 50x20 to 300x100 (captcha_styles.py); arithmetic: sums such as 7+3=? in the "
+                             "sizes 50x20 to 300x100 (lstm_ocr/styles.py); arithmetic: sums such as 7+3=? in the "
                              "varied looks, in their own alphabet (arithmetic.py) [default example]")
     hyperparameters.add_arguments(parser, TEXT_FIELDS, defaults=False)
     args = parser.parse_args()

@@ -1,5 +1,5 @@
 """Accuracy of CTC predictions (whole-sequence and LCS-ratio) and the CTC loss as a metric, for
-training; reading (decoding with confidences and constraints) is ctc_decode.py's.
+training; reading (decoding with confidences and constraints) is decode.py's.
 
 Only `CtcLoss` needs MXNet, and it is built when first asked for: accuracy imports nothing but NumPy.
 """

@@ -27,7 +27,7 @@ LOSSES = ("ctc", "warpctc")
 FUSED_PARAMS = "lstm_parameters"
 CRNN_FIRST_CONV = "c0_conv_weight"  # the crnn's first convolution: only a crnn checkpoint has it
 # Captcha styles (`--style`): the example's look (the captcha package's), or the varied family of
-# captcha_styles.py: image sizes from VARIED_MIN_SIZE to VARIED_MAX_SIZE (width, height), a share of
+# styles.py: image sizes from VARIED_MIN_SIZE to VARIED_MAX_SIZE (width, height), a share of
 # images in the example's look, a share inverted (light text on dark). `arithmetic` draws the
 # expressions of arithmetic.py (`7+3=?`) in the varied style's looks, in its own alphabet and lengths.
 STYLES = ("example", "varied", "arithmetic")
@@ -84,7 +84,7 @@ AUGMENT = {"rotate_degrees": 3.0, "scale": 0.08, "shift_columns": 3.0, "shift_ro
 # Named sets of defaults (`--recipe`); explicit options still override them. "fast" escapes the CTC
 # plateau within the first epoch: a convolutional front end, a bidirectional LSTM, Adam. "letters" is
 # the fast recipe with the letters model's reading (0-9a-z, case folded, 3-6 characters, a 96x36
-# input) and network (`pretrained/alnum`'s): the compact front end trains 2x faster but learnt less per
+# input) and network (the shipped `alnum`'s): the compact front end trains 2x faster but learnt less per
 # sample in its one comparison (docs/letters-speed.md), so it is an option, not this recipe's.
 FAST = {"network": "crnn", "optimizer": "adam", "learning_rate": 0.001, "batch_size": 64,
         "num_lstm_layer": 1, "train_epoch_size": 19200, "num_epoch": 12}

@@ -183,7 +183,7 @@ def parse_length(text: str | int | tuple[int, int] | None) -> tuple[int, int] | 
 
 @dataclass
 class Reading:
-    """A read image: its text, the text's confidence, each character's probability (ctc_decode.py
+    """A read image: its text, the text's confidence, each character's probability (decode.py
     says how they are computed), and whether its length lies outside the model's training; or, instead,
     why it could not be read (`error`: a length the model's steps cannot hold, a broken model's output)."""
 
@@ -246,7 +246,7 @@ class Reader:
             raise InputError(f"epoch must be a positive int (or None: the latest), got {epoch!r}")
         self.model = model if model is not None else checkpoint_model(prefix, epoch)
         self.batch_size = batch_size
-        # a reader that answers reads the most probable text arithmetic.py parses (ctc_decode.Grammar)
+        # a reader that answers reads the most probable text arithmetic.py parses (decode.Grammar)
         self.grammar = arithmetic.grammar(self.hp.chars) if answer else None
         self._lock = threading.Lock()
 

@@ -121,7 +121,7 @@ def build_parser() -> ArgumentParser:
     parser.add_argument("--seed", type=int, help="random seed for reproducible runs")
     parser.add_argument("--style", choices=STYLES,
                         help="captchas to train on: example (the example's look), varied (a wide random family "
-                             "of looks and sizes, captcha_styles.py) or arithmetic (sums such as 7+3=? in the "
+                             "of looks and sizes, lstm_ocr/styles.py) or arithmetic (sums such as 7+3=? in the "
                              "varied looks; sets --chars, --min_len and --max_len) [default example]")
     parser.add_argument("--load_epoch", type=int,
                         help="resume from checkpoint PREFIX-%%04d.params (and .states) of this epoch, with the "

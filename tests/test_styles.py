@@ -172,7 +172,7 @@ def test_the_trainer_trains_on_the_varied_style_and_inference_follows_its_fit(fo
     assert read.returncode == 0 and read.stdout.startswith("Digits: ["), read.stderr
 
 
-# --- the families of distortion (captcha_styles.FAMILY_SHARES) -----------------------------------
+# --- the families of distortion (styles.FAMILY_SHARES) -----------------------------------
 
 NOISE_OFF = {family: 0.0 for family in ("example", "lines", "arcs", "curve", "stroke_curve", "dots", "speckle",
                                         "image_warp", "blur", "jpeg", "invert")}
