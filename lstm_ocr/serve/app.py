@@ -63,7 +63,7 @@ from lstm_ocr.hyperparameters import (
 from lstm_ocr.reader import DEFAULT_PREFIX, Reader, Reading, add_model_options, check_model_options, open_reader
 from lstm_ocr.serve.batcher import Batcher
 from lstm_ocr.serve.feedback import FeedbackError, FeedbackStore
-from lstm_ocr.serve.guard import CLOSED_HERE, GuardedH11Protocol
+from lstm_ocr.serve.guard import CLOSED_HERE, GuardedH11Protocol, log_refusal, peer
 
 MOST_BATCH = 1024
 # Images decoded at once, each at most --max_pixels: memory stays bounded. Pillow and OpenCV release the GIL,
@@ -161,9 +161,7 @@ def error_answer(status: int, message: str, readings: list[dict] | None = None) 
 
 def refusal(request: Request, status: int, message: str, readings: list[dict] | None = None) -> JSONResponse:
     """The error answer, and its one log line (what was refused, from whom, why)."""
-    client = request.client
-    log.warning("%d %s %s from %s: %s", status, request.method, request.url.path,
-                f"{client[0]}:{client[1]}" if client else "a client", message)
+    log_refusal(status, f"{request.method} {request.url.path}", request.client, message)
     return error_answer(status, message, readings)
 
 
@@ -280,8 +278,8 @@ async def read_unless_gone(request: Request, batcher: Batcher, inputs: np.ndarra
             reading.cancel()  # its job's future is cancelled: the batcher skips it
     if not reading.done() or reading.cancelled():
         request.scope[CLOSED_HERE] = True  # logged here, once
-        log.warning("%s:%s left before its answer: its %d images were taken out of the queue",
-                    *(request.client or ("a client", "")), len(inputs))
+        log.warning("%s left before its answer: its %d images were taken out of the queue", peer(request.client),
+                    len(inputs))
         raise ClientDisconnect()
     try:
         return reading.result()
@@ -385,8 +383,7 @@ def create_app(reader: Reader, batcher: Batcher, settings: Settings, store: Feed
     @app.exception_handler(ClientDisconnect)
     async def gone(request: Request, error: ClientDisconnect) -> JSONResponse:
         if not request.scope.get(CLOSED_HERE):
-            client = request.client
-            log.warning("%s:%s closed the connection before its request was whole", *(client or ("a client", "")))
+            log.warning("%s closed the connection before its request was whole", peer(request.client))
         return error_answer(400, "the request's body ended early")
 
     def decode(upload: Upload) -> np.ndarray:

@@ -40,6 +40,16 @@ SEND_BUFFER_BYTES = 16 * 1024  # the kernel's per connection (it books twice thi
 CLOSED_HERE = "lstm_ocr.closed_by_server"  # a scope key: this protocol closed the request's connection
 
 
+def peer(client: tuple | None) -> str:
+    """`host:port` of a connection's client, for a log line."""
+    return f"{client[0]}:{client[1]}" if client else "a client"
+
+
+def log_refusal(status: int, request_line: str, client: tuple | None, message: str) -> None:
+    """The one log line of a refused request, here or in the application: status, what, from whom, why."""
+    log.warning("%d %s from %s: %s", status, request_line, peer(client), message)
+
+
 def raw_answer(status: int, reason: str, message: str) -> bytes:
     """A whole HTTP/1.1 answer with a JSON error body, that closes the connection."""
     body = json.dumps({"error": message, "readings": []}).encode()
@@ -115,7 +125,7 @@ class GuardedH11Protocol(H11Protocol):
             names = [name.lower() for name, _ in event.headers]
             if b"transfer-encoding" in names and b"content-length" in names:
                 message = "a request with both Content-Length and Transfer-Encoding is refused (RFC 9112 section 6.1)"
-                log.warning("400 %s from %s: %s", self._request_line, self._peer(), message)
+                log_refusal(400, self._request_line, self.client, message)
                 self._close_with(400, "Bad Request", message)
                 return h11.PAUSED
             length = next((value for name, value in event.headers if name.lower() == b"content-length"), None)
@@ -131,7 +141,7 @@ class GuardedH11Protocol(H11Protocol):
         if self.cycle is not None and self.cycle.response_complete and self.conn.their_state is h11.SEND_BODY:
             self._linger()  # this request was answered (and logged) already (404, 405): one answer each, then the close
         else:
-            log.warning("413 %s from %s: %s", self._request_line, self._peer(), message)
+            log_refusal(413, self._request_line, self.client, message)
             self._close_with(413, "Content Too Large", message)
         return h11.PAUSED
 
@@ -174,7 +184,7 @@ class GuardedH11Protocol(H11Protocol):
         self.transport.abort()
 
     def _peer(self) -> str:
-        return f"{self.client[0]}:{self.client[1]}" if self.client else "a client"
+        return peer(self.client)
 
     def _arm(self) -> None:
         self._disarm()
