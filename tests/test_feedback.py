@@ -92,6 +92,20 @@ def test_a_failed_write_leaves_nothing_and_keeps_the_id_for_a_retry(tmp_path, mo
     assert folder_items(str(folder)) == [(str(folder / "000002_12.png"), "12")]
 
 
+def test_a_labels_file_broken_while_serving_is_a_507_and_keeps_the_id(tmp_path):
+    folder = tmp_path / "collected"
+    found = store(folder)
+    reading = found.keep(png(1), "12")
+    (folder / "labels.csv").mkdir()  # the folder changed under the running service
+    with pytest.raises(FeedbackError) as refused:
+        found.file(reading, True, None)
+    assert refused.value.status == 507 and "is a folder" in str(refused.value)
+    assert sorted(os.listdir(folder)) == [".labels.lock", "labels.csv"]  # the image was not left behind
+    (folder / "labels.csv").rmdir()
+    assert found.file(reading, True, None) == "000002_12.png"  # the same id, for a retry
+    assert folder_items(str(folder)) == [(str(folder / "000002_12.png"), "12")]
+
+
 def test_two_servers_on_one_folder_lose_nothing(tmp_path):
     folder = tmp_path / "collected"
     servers = [store(folder), store(folder)]

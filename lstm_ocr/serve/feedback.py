@@ -204,7 +204,10 @@ class FeedbackStore:
         """The rows of the folder's labels file as they are (none if there is none yet)."""
         if not os.path.lexists(self.labels_path):
             return []
-        size = labelled_data.check_labels_file(self.labels_path)
+        try:
+            size = labelled_data.check_labels_file(self.labels_path)
+        except InputError as error:  # changed under the service (a folder, a FIFO): a 507, the image kept
+            raise OSError(str(error)) from None
         if os.path.islink(self.labels_path) or size > MAX_LABELS_BYTES:
             raise OSError(f"{self.labels_path} is a link or over {MAX_LABELS_BYTES} bytes; move the folder's images "
                           "away to collect more")
