@@ -164,13 +164,14 @@ class Diverged(Exception):
 @dataclass
 class Run:
     """A training run resolved from its command line: the options, the complete and checked
-    hyperparameters, the folder's images (if --train_dir), the checkpoint to fine-tune from."""
+    hyperparameters, the folder's images (if --train_dir), the checkpoint to fine-tune from, the store."""
 
     args: argparse.Namespace
     hp: Hyperparams
     plan: "FolderPlan | None"
     start: "Start | None"
     fonts: list[str]  # checked to draw every character of the alphabet (none for a folder without --synthetic)
+    store: "captcha_store.Store | None" = None  # --store's captchas, checked to fit the run
 
 
 def resolve(argv: list[str] | None = None) -> Run:
@@ -223,9 +224,9 @@ def resolve(argv: list[str] | None = None) -> Run:
     if start is not None:
         fitted_params(start, hp)  # a checkpoint that does not fit these options is refused now
     fonts = find_fonts(args.font_path, hp.drawn_chars) if plan is None or args.synthetic else []
-    if args.store:
-        captcha_store.load(args.store, hp, args.style)  # a store that does not fit is refused now
-    return Run(args, hp, plan, start, fonts)
+    # a store that does not fit is refused now; train() uses this one (memory-mapped) rather than a second load
+    store = captcha_store.load(args.store, hp, args.style) if args.store else None
+    return Run(args, hp, plan, start, fonts, store)
 
 
 HYPERPARAMETERS = tuple(field.name for field in fields(Hyperparams))
@@ -808,7 +809,7 @@ def check_decoded(args: argparse.Namespace, data: MPData, source: FolderSource) 
 
 
 def train(args: argparse.Namespace, hp: Hyperparams, fonts: list[str], plan: FolderPlan | None = None,
-          start: tuple[dict, dict] | None = None) -> None:
+          start: tuple[dict, dict] | None = None, store: "captcha_store.Store | None" = None) -> None:
     """Start the data workers, build the module, and fit; the workers are always stopped.
 
     With a folder (`plan`), the workers first decode every image; unreadable ones stop the run here,
@@ -825,9 +826,8 @@ def train(args: argparse.Namespace, hp: Hyperparams, fonts: list[str], plan: Fol
         logging.basicConfig(level=logging.INFO, format=f"%(asctime)-15s [rank {rank}] %(message)s", force=True)
         logging.info("Worker %d of %d, kvstore %s", rank, kv.num_workers, kv.type)
     prefix_lock = checkpoint.lock(args.prefix) if rank == 0 else None  # noqa: F841  (held until exit)
-    block_size = BLOCK_SIZE if args.pool_size or args.store else hp.batch_size
+    block_size = BLOCK_SIZE if args.pool_size or store is not None else hp.batch_size
     pool_blocks = max(1, min(args.pool_size, hp.train_epoch_size) // block_size)  # no bigger than an epoch
-    store = captcha_store.load(args.store, hp, args.style) if args.store else None
     if store is not None:
         pool_blocks = 1  # the workers draw only the validation set
     source = folder_source(args, hp, plan) if plan is not None else None
@@ -916,7 +916,7 @@ def main(argv: list[str] | None = None) -> None:
                      "starts fresh", hp.chars, run.start.hp.chars)
     stop_on_signals()
     try:
-        train(args, hp, run.fonts, plan, fitted)
+        train(args, hp, run.fonts, plan, fitted, run.store)
     except Interrupted as signal_name:
         sys.stderr.write(f"stopped by {signal_name}; last checkpoint: {last_checkpoint(args.prefix)}\n")
         sys.exit(130)
