@@ -25,6 +25,7 @@ import struct
 from collections.abc import Callable
 
 from lstm_ocr.cli import InputError
+from lstm_ocr.hyperparameters import UPPER_LIMITS
 
 MAX_SYMBOL_BYTES = 16 * 1024 * 1024
 MAX_JSON_BYTES = 16 * 1024 * 1024  # a meta or history file
@@ -37,7 +38,7 @@ MAX_TENSOR_ELEMENTS = 1 << 28  # elements one ONNX tensor may declare
 MAX_ARRAYS = 100_000  # arrays in one NDArray file
 MAX_NAME_BYTES = 4096
 MAX_NDIM = 8
-MAX_OUTPUT_STEPS = 2048  # hyperparameters.UPPER_LIMITS["seq_length"]: a network emits at most a step per column
+MAX_OUTPUT_STEPS = UPPER_LIMITS["seq_length"]  # a network emits at most a step per input column
 
 # Every op lstm.py builds (fused, unrolled and crnn networks, ctc and warpctc losses, the inference
 # softmax), and the variables ("null").
@@ -288,10 +289,15 @@ def check_output_steps(steps: int, image_width: int, path: str) -> None:
     """InputError unless a model's output has at most one step per input column (this project's
     networks: seq_length steps, fewer after a CNN's pooling), and at most MAX_OUTPUT_STEPS: decoding,
     its confidences and a text's length all grow with the steps."""
-    most = min(image_width, MAX_OUTPUT_STEPS)
+    most = most_output_steps(image_width)
     if not 1 <= steps <= most:
         raise InputError(f"{path}: its output has {steps} steps per image, over the limit of {most} (one per input "
                          "column): not a network of this project")
+
+
+def most_output_steps(image_width: int) -> int:
+    """The most steps per image a model of input width `image_width` may output (check_output_steps)."""
+    return min(image_width, MAX_OUTPUT_STEPS)
 
 
 def output_steps(symbol, image_shape: tuple[int, int]) -> int:

@@ -347,7 +347,7 @@ class Reader:
         with self._lock:
             probs = np.asarray(self.model.probabilities(to_float(inputs)))
         if probs.ndim != 3 or probs.shape[0] != len(inputs) or probs.shape[2] != self.hp.num_classes \
-                or not 1 <= probs.shape[1] <= min(self.hp.image_width, model_check.MAX_OUTPUT_STEPS):
+                or not 1 <= probs.shape[1] <= model_check.most_output_steps(self.hp.image_width):
             raise InputError(f"{self.name} gave an output of shape {probs.shape} for {len(inputs)} images, not "
                              f"(images, at most {self.hp.image_width} steps, {self.hp.num_classes} classes)")
         return probs
