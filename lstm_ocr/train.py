@@ -128,8 +128,8 @@ def build_parser() -> ArgumentParser:
                              "run's saved options")
     parser.add_argument("--patience", type=int, metavar="N",
                         help="stop once N epochs have passed without a better validation (accuracy, then loss), or "
-                             "once validation reads all of 50 or more images right; 0: never stop early "
-                             f"[default {FOLDER_PATIENCE} with --train_dir, else 0]")
+                             f"once validation reads all of {early_stopping.TRUSTED_VALIDATION} or more images right; "
+                             f"0: never stop early [default {FOLDER_PATIENCE} with --train_dir, else 0]")
     parser.add_argument("--keep_epochs", type=int, metavar="N",
                         help="keep the checkpoint files of the last N epochs and of the best one, removing the "
                              "older ones this run wrote; 0: keep every epoch [default 2]")
