@@ -62,7 +62,7 @@ from lstm_ocr.hyperparameters import (
 )
 from lstm_ocr.reader import DEFAULT_PREFIX, Reader, Reading, add_model_options, check_model_options, open_reader
 from lstm_ocr.serve.batcher import Batcher
-from lstm_ocr.serve.feedback import FeedbackError, FeedbackStore
+from lstm_ocr.serve.feedback import MAX_TEXT, FeedbackError, FeedbackStore
 from lstm_ocr.serve.guard import CLOSED_HERE, GuardedH11Protocol, log_refusal, peer
 
 MOST_BATCH = 1024
@@ -111,7 +111,7 @@ class ReadJson(BaseModel):
 class Feedback(BaseModel):
     id: str = Field(max_length=64)
     correct: StrictBool = Field(description="a JSON boolean, true or false (\"yes\" or 1 is refused: 422)")
-    text: str | None = Field(None, max_length=64, description="the right text, when the reading was wrong")
+    text: str | None = Field(None, max_length=MAX_TEXT, description="the right text, when the reading was wrong")
 
 
 class FeedbackAnswer(BaseModel):

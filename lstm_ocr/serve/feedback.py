@@ -39,7 +39,8 @@ from lstm_ocr.hyperparameters import MAX_LABELS_BYTES
 
 EXTENSIONS = {"PNG": ".png", "JPEG": ".jpg", "GIF": ".gif", "BMP": ".bmp", "WEBP": ".webp", "TIFF": ".tif"}
 NUMBERED = re.compile(r"^(\d+)(?:[_.]|$)")
-PLAIN = re.compile(r"[0-9A-Za-z]{1,64}")  # a text that may also stand in the file's name
+MAX_TEXT = 64  # characters of a filed text (the /feedback schema's bound too)
+PLAIN = re.compile(r"[0-9A-Za-z]+")  # a text (checked by label(): at most MAX_TEXT) that may also stand in a file name
 LOCK_NAME = ".labels.lock"
 LABELS_NAME = "labels.csv"
 CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
@@ -118,9 +119,9 @@ class FeedbackStore:
         """`text` in the model's case (folded as /read folds it, for a case-folding model), checked as a
         label: in the model's alphabet, and one the labels file gives back exactly."""
         text = self.fold(text)
-        if not text or len(text) > 64 or any(c not in self.alphabet for c in text):
-            raise FeedbackError(400, f"text must be 1 to 64 characters of the model's alphabet {self.alphabet!r}, "
-                                     f"got {text[:80]!r}")
+        if not text or len(text) > MAX_TEXT or any(c not in self.alphabet for c in text):
+            raise FeedbackError(400, f"text must be 1 to {MAX_TEXT} characters of the model's alphabet "
+                                     f"{self.alphabet!r}, got {text[:80]!r}")
         if not labelled_data.survives_labels_file(text, self.delimiter):
             raise FeedbackError(400, f"text {text!r} would not read back from {LABELS_NAME} as it is (spaces at "
                                      "its ends, or a NUL)")
