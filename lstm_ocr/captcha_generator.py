@@ -20,7 +20,7 @@ from captcha.image import ImageCaptcha
 from fontTools.ttLib import TTFont
 from PIL import Image, ImageFont
 
-from lstm_ocr import arithmetic, hyperparameters
+from lstm_ocr import arithmetic, hyperparameters, labelled_data
 from lstm_ocr.cli import ArgumentParser, InputError, check_count, check_seed, run_main, write_atomically
 from lstm_ocr.hyperparameters import RENDER_SCALE, STYLES, TEXT_FIELDS, Hyperparams
 from lstm_ocr.images import to_float, to_network_input
@@ -173,9 +173,9 @@ def write_labelled(gen: CaptchaGen, count: int, folder: str) -> None:
     if sums or unsafe:
         def write_rows(path: str) -> None:
             with open(path, "w", newline="", encoding="utf-8") as file:
-                csv.writer(file).writerows([("file", "text"), *rows])
+                csv.writer(file).writerows([labelled_data.HEADER, *rows])
 
-        write_atomically(os.path.join(folder, "labels.csv"), write_rows)
+        write_atomically(os.path.join(folder, labelled_data.LABELS_CSV), write_rows)
 
 
 def describe(text: str, hp: Hyperparams) -> str:

@@ -18,7 +18,9 @@ from lstm_ocr.cli import InputError
 from lstm_ocr.hyperparameters import MAX_IMAGE_BYTES, MAX_LABELS_BYTES
 from lstm_ocr.images import allowed_extensions
 
-LABEL_FILES = {"labels.csv": ",", "labels.tsv": "\t"}
+LABELS_CSV = "labels.csv"  # the labels file this project writes (captcha_generator.py --count, the service)
+LABEL_FILES = {LABELS_CSV: ",", "labels.tsv": "\t"}
+HEADER = ("file", "text")  # the first line the project writes
 HEADER_WORDS = ({"file", "filename", "name", "path", "image"}, {"text", "label"})
 GENERATED_NAME = re.compile(r"^\d+_(.+)$")  # NNNN_TEXT: the generator's labelled names
 

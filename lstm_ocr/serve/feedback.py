@@ -42,7 +42,6 @@ NUMBERED = re.compile(r"^(\d+)(?:[_.]|$)")
 MAX_TEXT = 64  # characters of a filed text (the /feedback schema's bound too)
 PLAIN = re.compile(r"[0-9A-Za-z]+")  # a text (checked by label(): at most MAX_TEXT) that may also stand in a file name
 LOCK_NAME = ".labels.lock"
-LABELS_NAME = "labels.csv"
 CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
 
 
@@ -81,7 +80,7 @@ class FeedbackStore:
         if found is not None and os.path.islink(found):
             raise InputError(f"--collect {folder}: its {os.path.basename(found)} is a link; the service rewrites "
                              "that file in place, so it must be a file of the folder's own")
-        self.labels_path = found or os.path.join(folder, LABELS_NAME)
+        self.labels_path = found or os.path.join(folder, labelled_data.LABELS_CSV)
         self.delimiter = labelled_data.LABEL_FILES[os.path.basename(self.labels_path)]
         if found is None:  # the images already there keep the labels their names give them
             images = sorted(entry.name for entry in names if labelled_data.is_image_name(entry.name))
@@ -89,9 +88,9 @@ class FeedbackStore:
             if rows:
                 try:
                     with self._folder_lock():
-                        self._write_labels([("file", "text"), *rows])
+                        self._write_labels([labelled_data.HEADER, *rows])
                 except OSError as error:
-                    raise InputError(f"--collect {folder}: cannot write {LABELS_NAME}: "
+                    raise InputError(f"--collect {folder}: cannot write {labelled_data.LABELS_CSV}: "
                                      f"{error.strerror or error}") from None
         self._filed: set[str] = set()  # digests of the images filed by this run
         self._kept: OrderedDict[str, _Kept] = OrderedDict()
@@ -123,8 +122,8 @@ class FeedbackStore:
             raise FeedbackError(400, f"text must be 1 to {MAX_TEXT} characters of the model's alphabet "
                                      f"{self.alphabet!r}, got {text[:80]!r}")
         if not labelled_data.survives_labels_file(text, self.delimiter):
-            raise FeedbackError(400, f"text {text!r} would not read back from {LABELS_NAME} as it is (spaces at "
-                                     "its ends, or a NUL)")
+            raise FeedbackError(400, f"text {text!r} would not read back from {labelled_data.LABELS_CSV} as it is "
+                                     "(spaces at its ends, or a NUL)")
         return text
 
     def file(self, reading_id: str, correct: bool, text: str | None) -> str | None:
@@ -192,7 +191,7 @@ class FeedbackStore:
                     except FileExistsError:
                         continue
                 rows = self._read_labels()
-                self._write_labels((rows or [("file", "text")]) + [(name, label)])
+                self._write_labels((rows or [labelled_data.HEADER]) + [(name, label)])
             except BaseException:
                 if name is not None and os.path.lexists(os.path.join(self.folder, name)):
                     _remove(os.path.join(self.folder, name))
