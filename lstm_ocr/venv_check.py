@@ -29,6 +29,6 @@ NEEDED = ("mxnet", "captcha", "fontTools", "matplotlib", "cv2")
 missing = [name for name in NEEDED if importlib.util.find_spec(name) is None]
 if missing:
     exit_with(f"{os.path.basename(sys.argv[0]) or 'this'} needs the project's .venv (`make setup`, then "
-              ".venv/bin/python; or `pip install 'lstm-ocr[train]'`); this Python "
+              ".venv/bin/python; or `pip install '.[train]'` in a checkout of the project); this Python "
               f"({sys.executable}) lacks {', '.join(missing)}. Without MXNet, reading works with an exported "
               "model: lstm_ocr_infer.py --onnx FILE or lstm_ocr_serve.py --onnx FILE")

@@ -100,7 +100,7 @@ def test_the_installed_package_reads_without_mxnet_from_any_folder(fresh_venv, t
     train = subprocess.run([os.path.join(fresh_venv, "lstm-ocr-train"), "font/"], capture_output=True, text=True,
                            cwd=tmp_path, timeout=120)
     assert train.returncode == 2 and train.stderr.startswith("error: lstm-ocr-train needs") and "mxnet" in train.stderr
-    assert "pip install 'lstm-ocr[train]'" in train.stderr and "Traceback" not in train.stderr
+    assert "pip install '.[train]'" in train.stderr and "Traceback" not in train.stderr
 
 
 def test_the_installed_service_answers(fresh_venv, tmp_path):
