@@ -47,7 +47,8 @@ READ_WITH = re.compile(r"--prefix (\S+) --epoch (\d+)")  # the training script's
 
 
 def build_parser() -> ArgumentParser:
-    parser = ArgumentParser(description=__doc__)
+    """This module's options (no abbreviations: the others go to the training command)."""
+    parser = ArgumentParser(description=__doc__, allow_abbrev=False)
     parser.add_argument(OPTION, dest="unlabelled_dir", required=True, metavar="DIR",
                         help="a folder of unlabelled captcha images of one look")
     parser.add_argument("--finetune", default="auto", metavar="PREFIX[:EPOCH]|auto",
@@ -186,14 +187,14 @@ def run(argv: list[str]) -> None:
         constraints = reader.constraints(args.allowed, args.length)
         score = estimate(list(reader.read_each(held, constraints.allowed, constraints.lengths)))
         checked = f"; --val_dir accuracy {accuracy(reader, val, constraints):.4f} ({len(val)} images)" if val else ""
-        logging.info("Round %d: %s%s; estimate %.4f (mean confidence on %d held-out unlabelled images)%s",
-                     round_number, used, reader.name, score, len(held), checked)
         if start_estimate is None:
             start_estimate = score
-            if score < UNREADABLE_LOOK:
+            if score < UNREADABLE_LOOK:  # refused before a line is logged: the one line says it all
                 raise InputError(f"cannot read this look: {reader.name} reads {args.unlabelled_dir} with a mean "
                                  f"confidence of {score:.4f}, below {UNREADABLE_LOOK}; nothing was trained "
                                  "(label some images and fine-tune with --train_dir)")
+        logging.info("Round %d: %s%s; estimate %.4f (mean confidence on %d held-out unlabelled images)%s",
+                     round_number, used, reader.name, score, len(held), checked)
         if best_estimate is not None and score <= best_estimate:
             logging.info("The estimate stopped rising (%.4f, best %.4f): stopping", score, best_estimate)
             break
