@@ -153,6 +153,16 @@ def train_round(passed: list[str], work: str, start: Model, prefix: str) -> Mode
     return Model(found.group(1), int(found.group(2)))
 
 
+def starting_model(spec: str) -> Model:
+    """The model of `--finetune PREFIX[:EPOCH]`, read as the training script reads it."""
+    prefix, colon, epoch = spec.rpartition(":")
+    if not colon or not epoch.isdigit():
+        prefix, epoch = spec, ""
+    if not prefix or (epoch and int(epoch) < 1):
+        raise InputError(f"--finetune takes PREFIX or PREFIX:EPOCH (for example general:38), got {spec!r}")
+    return Model(prefix, int(epoch) if epoch else None)
+
+
 def auto_start(allowed: str | None) -> str:
     return "general" if allowed and set(allowed) <= set("0123456789") else "alnum"
 
@@ -169,6 +179,9 @@ def run(argv: list[str]) -> None:
     each round's training command (--num_epoch, --num_proc, --seed, ...)."""
     args, passed = build_parser().parse_known_args(argv)
     check(args)
+    from lstm_ocr import train  # (train imports this module) the other options are the training command's
+
+    train.build_parser().parse_args(passed)  # an unknown or malformed one is one error line, before any work
     images = unlabelled_images(args.unlabelled_dir)
     labelled = labelled_data.folder_items(args.train_dir) if args.train_dir else []
     val = labelled_data.folder_items(args.val_dir) if args.val_dir else []
@@ -177,10 +190,7 @@ def run(argv: list[str]) -> None:
     if val and labelled_data.shared_files(images, [p for p, _ in val]):
         raise InputError(f"--val_dir shares files with {OPTION}: it must never be trained on")
     to_label, held = split(images)
-    model = Model(auto_start(args.allowed) if args.finetune == "auto" else args.finetune)
-    if ":" in model.prefix:
-        name, _, epoch = model.prefix.rpartition(":")
-        model = Model(name, int(epoch) if epoch.isdigit() else None)
+    model = starting_model(auto_start(args.allowed) if args.finetune == "auto" else args.finetune)
     best, best_estimate, start_estimate, used = model, None, None, ""
     for round_number in range(args.rounds + 1):
         reader = Reader(model.prefix, model.epoch)

@@ -95,6 +95,26 @@ def test_an_unreadable_look_is_refused_and_nothing_is_trained(folders, model, tm
     assert not os.path.exists(f"{prefix}-unlabelled") and not os.path.exists(f"{prefix}-round1-meta.json")
 
 
+@pytest.mark.parametrize("extra, words", [
+    (["--val_dir", "UNLABELLED"], ["--val_dir shares files with --unlabelled_dir"]),
+    (["--no_such_option"], ["unrecognized arguments: --no_such_option"]),
+    (["--finetune", "general:0"], ["--finetune takes PREFIX or PREFIX:EPOCH"]),
+    (["--min_confidence", "1.5"], ["--min_confidence must be above 0 and at most 1"]),
+    (["--allowed", "0123456789!"], ["--allowed has '!'"]),
+])
+def test_bad_options_are_one_error_line_before_any_work(folders, tmp_path, extra, words):
+    extra = [folders["unlabelled"] if arg == "UNLABELLED" else arg for arg in extra]
+    prefix = str(tmp_path / "ocr")
+    result = run_script("lstm_ocr_train.py", "--unlabelled_dir", folders["unlabelled"], "--prefix", prefix, *extra)
+    one_line_error(result, *words)
+    assert not os.path.exists(f"{prefix}-unlabelled")
+
+
+def test_starting_model_reads_finetune_as_training_does():
+    assert adapt.starting_model("general:38") == adapt.Model("general", 38)
+    assert adapt.starting_model("runs/a:b") == adapt.Model("runs/a:b", None)
+
+
 @pytest.mark.parametrize("make, words", [
     (lambda path: None, "does not exist"),
     (lambda path: os.makedirs(path), "has 0 image files"),
