@@ -30,7 +30,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 
-from lstm_ocr import labelled_data
+from lstm_ocr import labelled_data, models
 from lstm_ocr.cli import ArgumentParser, InputError, check_count
 from lstm_ocr.reader import Constraints, Reader, Reading, parse_length
 
@@ -174,6 +174,19 @@ def check(args: argparse.Namespace) -> None:
     parse_length(args.length)
 
 
+def check_nothing_replaced(prefix: str, rounds: int, passed: list[str]) -> None:
+    """InputError if an earlier run's rounds (PREFIX-roundK checkpoints, the PREFIX-unlabelled work
+    folder) would be replaced, unless --overwrite was given: nothing already saved is lost silently."""
+    if "--overwrite" in passed:
+        return
+    earlier = [f"{prefix}-round{k}" for k in range(1, rounds + 1) if models.has_checkpoint(f"{prefix}-round{k}")]
+    if os.path.lexists(f"{prefix}-unlabelled"):
+        earlier.append(f"{prefix}-unlabelled")
+    if earlier:
+        raise InputError(f"{', '.join(earlier)} already exist from an earlier run; give another --prefix, or "
+                         "--overwrite to replace them")
+
+
 def run(argv: list[str]) -> None:
     """The self-training rounds of a training command line; options other than this module's go to
     each round's training command (--num_epoch, --num_proc, --seed, ...)."""
@@ -189,6 +202,7 @@ def run(argv: list[str]) -> None:
         raise InputError("--val_dir shares files with --train_dir: it must never be trained on")
     if val and labelled_data.shared_files(images, [p for p, _ in val]):
         raise InputError(f"--val_dir shares files with {OPTION}: it must never be trained on")
+    check_nothing_replaced(args.prefix, args.rounds, passed)
     to_label, held = split(images)
     model = starting_model(auto_start(args.allowed) if args.finetune == "auto" else args.finetune)
     best, best_estimate, start_estimate, used = model, None, None, ""

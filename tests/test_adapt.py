@@ -170,3 +170,12 @@ def test_too_few_trusted_readings_train_nothing(folders, tmp_path, monkeypatch, 
                "--prefix", str(tmp_path / "ocr"), "--min_confidence", "0.9"])
     assert "Only 0 of 64 readings have confidence >= 0.90" in caplog.text
     assert "--prefix " + str(tmp_path / "start") + " " in capsys.readouterr().out
+
+
+def test_an_earlier_runs_rounds_are_never_replaced_without_overwrite(folders, tmp_path):
+    prefix = str(tmp_path / "ocr")
+    os.makedirs(os.path.join(f"{prefix}-unlabelled", "round1"))
+    result = run_script("lstm_ocr_train.py", "--unlabelled_dir", folders["unlabelled"], "--finetune", "general",
+                        "--prefix", prefix)
+    one_line_error(result, f"{prefix}-unlabelled already exist from an earlier run", "--overwrite")
+    assert os.listdir(f"{prefix}-unlabelled") == ["round1"]
