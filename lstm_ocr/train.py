@@ -25,6 +25,7 @@ import mxnet as mx
 import numpy as np
 
 from lstm_ocr import (
+    adapt,
     arithmetic,
     captcha_store,
     checkpoint,
@@ -90,6 +91,10 @@ def build_parser() -> ArgumentParser:
                         help="a .ttf font file, or a folder of them (with --train_dir, only for --synthetic)")
     parser.add_argument("--train_dir", help="train on this folder of labelled images (NNNN_TEXT.png names, or a "
                                             "labels.csv / labels.tsv of file,text) instead of generated captchas")
+    parser.add_argument(adapt.OPTION, metavar="DIR",
+                        help="learn from this folder of unlabelled images of one look: rounds of fine-tuning on the "
+                             "readings the model trusts (--finetune, --prefix, --allowed, --length, --min_confidence, "
+                             "--rounds, --train_dir, --val_dir: see lstm_ocr/adapt.py)")
     parser.add_argument("--val_dir", help="validate on this folder [default: a fixed 10%% of --train_dir, never "
                                           "trained on]")
     parser.add_argument("--synthetic", type=float,
@@ -903,6 +908,10 @@ def last_checkpoint(prefix: str) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)-15s %(message)s")
+    argv = sys.argv[1:] if argv is None else argv
+    if adapt.wanted(argv):
+        adapt.run(argv)
+        return
     run = resolve(argv)
     args, hp, plan = run.args, run.hp, run.plan
     logging.info("Alphabet %r, texts of %d to %d characters; %d epochs of %d samples, %s network",
