@@ -30,7 +30,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 
-from lstm_ocr import labelled_data, models
+from lstm_ocr import checkpoint, labelled_data, models
 from lstm_ocr.cli import ArgumentParser, InputError, check_count
 from lstm_ocr.reader import Constraints, Reader, Reading, parse_length
 
@@ -155,12 +155,7 @@ def train_round(passed: list[str], work: str, start: Model, prefix: str) -> Mode
 
 def starting_model(spec: str) -> Model:
     """The model of `--finetune PREFIX[:EPOCH]`, read as the training script reads it."""
-    prefix, colon, epoch = spec.rpartition(":")
-    if not colon or not epoch.isdigit():
-        prefix, epoch = spec, ""
-    if not prefix or (epoch and int(epoch) < 1):
-        raise InputError(f"--finetune takes PREFIX or PREFIX:EPOCH (for example general:38), got {spec!r}")
-    return Model(prefix, int(epoch) if epoch else None)
+    return Model(*checkpoint.finetune_spec(spec))
 
 
 def auto_start(allowed: str | None) -> str:

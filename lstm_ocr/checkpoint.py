@@ -37,6 +37,17 @@ def mxnet_reason(error: Exception) -> str:
     return lines[-1].removeprefix("MXNetError: ") if lines else type(error).__name__
 
 
+def finetune_spec(spec: str) -> tuple[str, int | None]:
+    """(prefix, epoch or None) of `--finetune PREFIX[:EPOCH]`, or InputError; a prefix whose last colon is not
+    followed by digits is a prefix (runs/a:b)."""
+    prefix, colon, epoch = spec.rpartition(":")
+    if not colon or not epoch.isdigit():
+        prefix, epoch = spec, ""
+    if not prefix or (epoch and int(epoch) < 1):
+        raise InputError(f"--finetune takes PREFIX or PREFIX:EPOCH (for example general:38), got {spec!r}")
+    return prefix, int(epoch) if epoch else None
+
+
 def params_path(prefix: str, epoch: int) -> str:
     return f"{prefix}-{epoch:04d}.params"
 

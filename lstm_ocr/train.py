@@ -516,13 +516,9 @@ class Start:
 
 def load_start(spec: str) -> Start:
     """The checkpoint of `--finetune PREFIX[:EPOCH]` (the prefix's latest epoch unless given), or InputError."""
-    prefix, colon, epoch = spec.rpartition(":")
-    if not colon or not epoch.isdigit():
-        prefix, epoch = spec, ""
-    if not prefix or (epoch and int(epoch) < 1):
-        raise InputError(f"--finetune takes PREFIX or PREFIX:EPOCH (for example general:38), got {spec!r}")
-    prefix = models.resolve(prefix, int(epoch) if epoch else None)  # a checkpoint here, or a shipped model
-    epoch = epoch or str(checkpoint.latest_epoch(prefix))
+    prefix, given = checkpoint.finetune_spec(spec)
+    prefix = models.resolve(prefix, given)  # a checkpoint here, or a shipped model
+    epoch = str(given or checkpoint.latest_epoch(prefix))
     _, arg_params, aux_params, hp = checkpoint.load_with_hyperparams(prefix, int(epoch))
     if "pred_fc_weight" not in arg_params:
         raise checkpoint.CheckpointError(f"--finetune {spec}: {checkpoint.params_path(prefix, int(epoch))} has no "
