@@ -23,6 +23,7 @@ than the memorised images. `--val_dir` gives the true accuracy beside it (never 
 import argparse
 import csv
 import logging
+import math
 import os
 import re
 import shutil
@@ -114,9 +115,21 @@ def estimate(readings: list[Reading]) -> float:
 
 
 def trusted(paths: list[str], readings: list[Reading], threshold: float) -> list[tuple[str, str]]:
-    """(path, text) of the readings with confidence at least `threshold` (constraints hold already)."""
-    return [(path, r.text) for path, r in zip(paths, readings, strict=True)
-            if r.error is None and r.text and r.confidence >= threshold]
+    """(path, text) of the readings trusted as labels (constraints hold already): those with confidence
+    at least `threshold`, and then, character by character, the most confident of the others that hold
+    a character until each character is trusted in as large a share of the readings that hold it as
+    the readings are overall (class-balanced self-training). Without the balance, a character the
+    model reads less surely than a look-alike (`l` beside `1`) would hardly ever be trusted while the
+    look-alike's misreadings are: each round would teach the look-alike, until the character is gone."""
+    read = [index for index, r in enumerate(readings) if r.error is None and r.text]
+    chosen = {index for index in read if readings[index].confidence >= threshold}
+    share = len(chosen) / len(read) if read else 0.0
+    for char in sorted({c for index in read for c in readings[index].text}):
+        holding = sorted((index for index in read if char in readings[index].text),
+                         key=lambda index: -readings[index].confidence)
+        missing = math.ceil(share * len(holding)) - sum(index in chosen for index in holding)
+        chosen.update([index for index in holding if index not in chosen][:max(0, missing)])
+    return [(paths[index], readings[index].text) for index in sorted(chosen)]
 
 
 def accuracy(reader: Reader, items: list[tuple[str, str]], constraints: Constraints) -> float:
@@ -141,16 +154,18 @@ def write_work_folder(folder: str, items: list[tuple[str, str]]) -> None:
 
 
 def train_round(passed: list[str], work: str, start: Model, prefix: str) -> Model:
-    """Fine-tune `start` on the work folder with the training script; the epoch it chose."""
-    command = [sys.executable, "-m", "lstm_ocr.train", *passed, "--train_dir", work, "--finetune", start.finetune,
-               "--prefix", prefix, "--overwrite"]
+    """Fine-tune `start` on the work folder with the training script, its whole schedule (no early
+    stop: the folder's own held-out tenth is trusted readings, which the model reads perfectly from the
+    first epoch, so it cannot tell one epoch from another); its last epoch."""
+    patience = [] if any(arg.startswith("--patience") for arg in passed) else ["--patience", "0"]
+    command = [sys.executable, "-m", "lstm_ocr.train", *passed, *patience, "--train_dir", work,
+               "--finetune", start.finetune, "--prefix", prefix, "--overwrite"]
     result = subprocess.run(command, stdout=subprocess.PIPE, text=True)
     if result.returncode != 0:
         raise InputError(f"the training of {prefix} failed (exit {result.returncode}; its log is above)")
-    found = READ_WITH.search(result.stdout.strip().splitlines()[-1] if result.stdout.strip() else "")
-    if found is None:
-        raise InputError(f"the training of {prefix} did not say which epoch to read with")
-    return Model(found.group(1), int(found.group(2)))
+    if READ_WITH.search(result.stdout.strip().splitlines()[-1] if result.stdout.strip() else "") is None:
+        raise InputError(f"the training of {prefix} did not end with its reading command")
+    return Model(prefix, checkpoint.saved_epochs(prefix)[-1])
 
 
 def starting_model(spec: str) -> Model:
@@ -182,9 +197,9 @@ def check_nothing_replaced(prefix: str, rounds: int, passed: list[str]) -> None:
                          "--overwrite to replace them")
 
 
-def run(argv: list[str]) -> None:
+def run(argv: list[str]) -> Model:
     """The self-training rounds of a training command line; options other than this module's go to
-    each round's training command (--num_epoch, --num_proc, --seed, ...)."""
+    each round's training command (--num_epoch, --num_proc, --seed, ...). The model it names at the end."""
     args, passed = build_parser().parse_known_args(argv)
     check(args)
     from lstm_ocr import train  # (train imports this module) the other options are the training command's
@@ -235,3 +250,4 @@ def run(argv: list[str]) -> None:
     epoch = f" --epoch {best.epoch}" if best.epoch is not None else ""
     print(f"Read with: python lstm_ocr_infer.py --prefix {best.prefix}{epoch} {target}  "
           f"(estimate {best_estimate:.4f}, start {start_estimate:.4f})", flush=True)
+    return best

@@ -245,6 +245,8 @@ class Reader:
         if epoch is not None and (isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 1):
             raise InputError(f"epoch must be a positive int (or None: the latest), got {epoch!r}")
         self.model = model if model is not None else checkpoint_model(prefix, epoch)
+        # (prefix, epoch) of a checkpoint read with MXNet, which adapt() fine-tunes; None for an ONNX model
+        self.checkpoint = (prefix, self.model.epoch) if isinstance(self.model, MXNetModel) else None
         self.batch_size = batch_size
         # a reader that answers reads the most probable text arithmetic.py parses (decode.Grammar)
         self.grammar = arithmetic.grammar(self.hp.chars) if answer else None
@@ -310,6 +312,25 @@ class Reader:
         """The readings of many images (any iterable of what `read` takes), decoded and read a batch at
         a time (memory bounded however many there are); InputError for the first that cannot be read."""
         return list(self.read_each(sources, allowed, length, unreadable="raise"))
+
+    def adapt(self, folder: str, prefix: str, allowed: str | None = None, length: str | int | None = None,
+              options: list[str] | tuple[str, ...] = ()) -> "Reader":
+        """Learn the look of a folder of unlabelled captchas by self-training (lstm_ocr/adapt.py, the same
+        as `lstm_ocr_train.py --unlabelled_dir FOLDER --finetune THIS --prefix PREFIX`): this reader's
+        checkpoint is fine-tuned in rounds on the readings it trusts, and a Reader of the round with the
+        best estimate comes back (this reader's model if no round beat it). `options` are more of the
+        command's (`["--val_dir", "val/", "--rounds", "3", "--overwrite"]`)."""
+        if self.checkpoint is None:
+            raise InputError(f"adapt fine-tunes a checkpoint with MXNet; {self.name} is an ONNX model: read its "
+                             "checkpoint instead (Reader(prefix, epoch))")
+        from lstm_ocr import adapt
+
+        start, epoch = self.checkpoint
+        argv = [adapt.OPTION, os.fspath(folder), "--finetune", f"{start}:{epoch}", "--prefix", os.fspath(prefix)]
+        argv += ["--allowed", allowed] if allowed is not None else []
+        argv += ["--length", str(length)] if length is not None else []
+        best = adapt.run([*argv, *options])
+        return Reader(best.prefix, best.epoch, self.batch_size, answer=self.answer)
 
     def read_each(self, sources, allowed: str | None = None, length=None,
                   unreadable: str = "reading") -> Iterator[Reading]:

@@ -47,10 +47,19 @@ def folders(tmp_path_factory) -> dict[str, str]:
 
 
 def test_trusted_keeps_confident_readings_only():
-    readings = [Reading("1234", 0.95, []), Reading("5678", 0.5, []), Reading("", 0.0, [], error="unreadable"),
-                Reading("9012", 0.9, [])]
-    assert adapt.trusted(["a", "b", "c", "d"], readings, 0.9) == [("a", "1234"), ("d", "9012")]
+    readings = [Reading("1234", 0.95, []), Reading("1243", 0.5, []), Reading("", 0.0, [], error="unreadable"),
+                Reading("4321", 0.9, [])]  # every character is trusted in 2 of its 3 readings already
+    assert adapt.trusted(["a", "b", "c", "d"], readings, 0.9) == [("a", "1234"), ("d", "4321")]
     assert adapt.estimate(readings) == pytest.approx((0.95 + 0.5 + 0.9) / 4)  # a failed reading counts 0
+
+
+def test_trusted_readings_are_balanced_by_character():
+    """A third of the readings are trusted, so a third of those holding `l` are too: the surest of them,
+    though below the threshold; `2` is trusted in half of its readings already, so its unsure one stays out."""
+    readings = [Reading("1111", 0.99, []), Reading("1121", 0.98, []), Reading("l111", 0.5, []),
+                Reading("l1l1", 0.3, []), Reading("l11", 0.2, []), Reading("2222", 0.4, [])]
+    chosen = adapt.trusted(list("abcdef"), readings, 0.9)
+    assert chosen == [("a", "1111"), ("b", "1121"), ("c", "l111")]
 
 
 def test_the_estimate_share_is_fixed_and_apart(folders):
@@ -179,3 +188,26 @@ def test_an_earlier_runs_rounds_are_never_replaced_without_overwrite(folders, tm
                         "--prefix", prefix)
     one_line_error(result, f"{prefix}-unlabelled already exist from an earlier run", "--overwrite")
     assert os.listdir(f"{prefix}-unlabelled") == ["round1"]
+
+
+def test_reader_adapt_runs_the_rounds_and_returns_the_chosen_model(folders, tmp_path, capsys):
+    from lstm_ocr import Reader
+
+    start = Reader("general")
+    prefix = str(tmp_path / "api" / "ocr")
+    adapted = start.adapt(folders["unlabelled"], prefix, allowed="0123456789", length=4,
+                          options=["--rounds", "1", *TINY])
+    assert os.path.isfile(os.path.join(f"{prefix}-unlabelled", "round1", "labels.csv"))  # a round was trained
+    assert adapted.checkpoint in {start.checkpoint, (f"{prefix}-round1", 1)}
+    named = capsys.readouterr().out.splitlines()[-1].split("--prefix ")[1]  # the command's own last line
+    assert named.startswith(f"{adapted.checkpoint[0]} ")
+    assert adapted.read(os.path.join(folders["val"], sorted(os.listdir(folders["val"]))[0])).error is None
+
+
+def test_reader_adapt_of_an_onnx_model_is_refused(folders, tmp_path):
+    from lstm_ocr import Reader, models
+    from lstm_ocr.cli import InputError
+
+    with pytest.raises(InputError, match="ONNX model"):
+        Reader.onnx(models.onnx_path("general")).adapt(folders["unlabelled"], str(tmp_path / "ocr"))
+    assert not os.path.exists(tmp_path / "ocr-unlabelled")
