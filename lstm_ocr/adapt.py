@@ -33,6 +33,7 @@ from dataclasses import dataclass
 
 from lstm_ocr import checkpoint, labelled_data, models
 from lstm_ocr.cli import ArgumentParser, InputError, check_count
+from lstm_ocr.hyperparameters import MAX_UNLABELLED_IMAGES
 from lstm_ocr.reader import Constraints, Reader, Reading, parse_length
 
 OPTION = "--unlabelled_dir"
@@ -43,7 +44,6 @@ DEFAULT_MIN_CONFIDENCE = 0.9  # readings trusted as labels
 DEFAULT_ROUNDS = 5
 MAX_ROUNDS = 100
 MIN_TRUSTED = 10  # trusted readings a round needs to train on
-MAX_IMAGES = 200_000  # unlabelled images in one folder
 READ_WITH = re.compile(r"--prefix (\S+) --epoch (\d+)")  # the training script's last line
 
 
@@ -98,8 +98,8 @@ def unlabelled_images(folder: str) -> list[str]:
     if len(images) < 2:
         raise InputError(f"{OPTION} {folder} has {len(images)} image files (by extension: .png, .jpg, ...); "
                          "self-training needs many")
-    if len(images) > MAX_IMAGES:
-        raise InputError(f"{OPTION} {folder} has {len(images)} images, over the limit of {MAX_IMAGES}")
+    if len(images) > MAX_UNLABELLED_IMAGES:
+        raise InputError(f"{OPTION} {folder} has {len(images)} images, over the limit of {MAX_UNLABELLED_IMAGES}")
     return images
 
 

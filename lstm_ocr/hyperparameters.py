@@ -62,6 +62,7 @@ MAX_IMAGE_BYTES = 50 * 1024 * 1024
 MAX_IMAGE_PIXELS = 25_000_000
 MAX_LABELS_BYTES = 64 * 1024 * 1024  # a labels.csv / labels.tsv
 MAX_MODEL_BYTES = 512 * 1024 * 1024  # an ONNX model file handed to inference or the server
+MAX_UNLABELLED_IMAGES = 200_000  # images in one --unlabelled_dir (and the service's --collect_unlabelled)
 # The HTTP service (lstm_ocr_serve.py): request bodies, images per multipart request, pixels per image
 # (a captcha is about 200x70; a small compressed file may still decode to a huge image), connections.
 SERVE_MAX_BODY_BYTES = 2 * 1024 * 1024

@@ -143,3 +143,153 @@ def test_a_labels_file_that_cannot_be_read_is_refused(tmp_path, kind):
         labels.symlink_to(tmp_path / "elsewhere.csv")
     with pytest.raises(InputError, match="labels file|is a link"):
         store(folder)
+
+
+class Clock:
+    """time.monotonic for the store: moved on by hand, so expiry needs no waiting."""
+
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock(monkeypatch) -> Clock:
+    found = Clock()
+    monkeypatch.setattr(serve_feedback.time, "monotonic", found)
+    return found
+
+
+def collecting(folder, count: int = 100, max_bytes: int = 1 << 30, keep_count: int = 1000) -> FeedbackStore:
+    """A store that keeps images for 60 s and writes those without feedback into folder/unlabelled."""
+    return FeedbackStore(str(folder), ALPHABET, 60, keep_count, 1 << 24, max_bytes, unlabelled_count=count)
+
+
+def unlabelled(folder) -> list[str]:
+    return sorted(os.listdir(folder / "unlabelled"))
+
+
+def test_images_without_feedback_go_to_the_unlabelled_folder_and_answered_ones_never(tmp_path, clock):
+    folder = tmp_path / "collected"
+    found = collecting(folder)
+    right, wrong, refused, silent = (found.keep(png(k), "12") for k in range(4))
+    assert found.file(right, True, None) == "000001_12.png"
+    assert found.file(wrong, False, None) is None  # a wrong reading without its text: answered all the same
+    with pytest.raises(FeedbackError):
+        found.file(refused, False, "not in the alphabet")  # a 400 keeps the image, but it was answered
+    clock.now += 61
+    found.keep(png(9), "3")  # the three still held expire
+    found.unlabelled.flush()
+    assert unlabelled(folder) == ["000001.png"]
+    assert (folder / "unlabelled" / "000001.png").read_bytes() == png(3)  # `silent`, the one never answered
+    found.close()  # and the one still held at shutdown
+    assert unlabelled(folder) == ["000001.png", "000002.png"]
+    assert (folder / "unlabelled" / "000002.png").read_bytes() == png(9)
+    assert [text for _, text in folder_items(str(folder))] == ["12"]  # --train_dir DIR ignores unlabelled/
+    from lstm_ocr.adapt import unlabelled_images
+
+    assert unlabelled_images(str(folder / "unlabelled")) == [str(folder / "unlabelled" / name) for name in
+                                                             ("000001.png", "000002.png")]
+
+
+def test_images_pushed_out_by_the_count_bound_are_written_once_each(tmp_path, clock):
+    folder = tmp_path / "collected"
+    found = collecting(folder, keep_count=2)
+    for seed in (1, 1, 2, 1, 3):  # the same image read three times
+        found.keep(png(seed), "12")
+    found.close()
+    written = [(folder / "unlabelled" / name).read_bytes() for name in unlabelled(folder)]
+    assert sorted(written) == sorted([png(1), png(2), png(3)])
+
+
+def test_the_unlabelled_folder_is_bounded_in_count_and_disk_counting_what_is_there(tmp_path, clock):
+    folder = tmp_path / "collected"
+    (folder / "unlabelled").mkdir(parents=True)
+    for name in ("000004.png", "000007.jpg"):
+        (folder / "unlabelled" / name).write_bytes(png(0))
+    found = collecting(folder, count=3)
+    for seed in range(1, 5):
+        found.keep(png(seed), "1")
+    found.close()
+    assert unlabelled(folder) == ["000004.png", "000007.jpg", "000008.png"]  # 3 images in all; numbers go on
+    size = max(len(png(seed)) for seed in range(6))
+    folder = tmp_path / "by-size"
+    (folder / "unlabelled").mkdir(parents=True)
+    (folder / "unlabelled" / "000001.png").write_bytes(b"x" * size)
+    found = collecting(folder, max_bytes=4 * size + 1)  # half of it: two images
+    for seed in range(1, 4):
+        found.keep(png(seed), "1")
+    found.close()
+    assert unlabelled(folder) == ["000001.png", "000002.png"]
+    folder = tmp_path / "shared"
+    found = collecting(folder, max_bytes=3 * size)  # confirmed readings keep room: DIR in all stays under
+    assert found.file(found.keep(png(1), "1"), True, None) and found.file(found.keep(png(2), "2"), True, None)
+    found.keep(png(3), "3")
+    found.keep(png(4), "4")
+    found.close()  # one fits beside the two confirmed
+    assert len(unlabelled(folder)) == 1
+    with pytest.raises(FeedbackError) as full:  # and the folder is full for confirmed ones too now
+        found.file(found.keep(png(5), "5"), True, None)
+    assert full.value.status == 507
+
+
+def test_keep_never_waits_for_the_disk(tmp_path, clock, monkeypatch):
+    folder = tmp_path / "collected"
+    found = collecting(folder, keep_count=1)
+    started, release = threading.Event(), threading.Event()
+    write_new = serve_feedback._write_new
+
+    def slow(path, data, dir_fd=None):
+        if dir_fd is not None:
+            started.set()
+            release.wait(30)
+        write_new(path, data, dir_fd)
+
+    monkeypatch.setattr(serve_feedback, "_write_new", slow)
+    monkeypatch.setattr(serve_feedback, "PENDING_BYTES", max(len(png(seed)) for seed in range(5)))  # one image
+    found.keep(png(1), "1")
+    found.keep(png(2), "2")  # pushes png(1) out: the writer thread takes it and blocks on the disk
+    assert started.wait(30)
+    found.keep(png(3), "3")  # returns while the write is held up; png(2) waits
+    found.keep(png(4), "4")  # png(3) finds the queue full: dropped, not waited for
+    assert not release.is_set() and unlabelled(folder) == []
+    release.set()
+    found.close()
+    written = [(folder / "unlabelled" / name).read_bytes() for name in unlabelled(folder)]
+    assert written == [png(1), png(2), png(4)]
+
+
+def test_a_link_at_the_unlabelled_folder_is_never_written_through(tmp_path, clock, caplog):
+    folder, outside = tmp_path / "collected", tmp_path / "outside"
+    outside.mkdir()
+    folder.mkdir()
+    (folder / "unlabelled").symlink_to(outside)
+    with pytest.raises(InputError, match="is a link"):
+        collecting(folder)
+    (folder / "unlabelled").unlink()
+    found = collecting(folder)
+    os.rename(folder / "unlabelled", tmp_path / "moved")
+    (folder / "unlabelled").symlink_to(outside)  # planted while serving
+    found.keep(png(1), "1")
+    found.close()
+    assert os.listdir(outside) == [] and "it is a link" in caplog.text
+
+
+def test_a_full_disk_is_a_logged_line_and_leaves_nothing(tmp_path, clock, monkeypatch, caplog):
+    folder = tmp_path / "collected"
+    found = collecting(folder, keep_count=1)
+
+    def full(*args):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(serve_feedback.os, "fsync", full)
+    found.keep(png(1), "1")
+    found.keep(png(2), "2")
+    found.keep(png(3), "3")
+    found.unlabelled.flush()
+    assert unlabelled(folder) == [] and caplog.text.count("No space left on device") == 1  # once, not per image
+    monkeypatch.undo()
+    found.close()
+    assert unlabelled(folder) == ["000001.png"]  # no temporary left behind; the image held at shutdown

@@ -323,6 +323,21 @@ def test_feedback_is_off_by_default_and_the_folder_is_capped(onnx_model, images,
         running.stop()
 
 
+def test_images_without_feedback_are_written_unlabelled_at_shutdown(onnx_model, images, tmp_path):
+    folder = tmp_path / "c"
+    running = Service("--onnx", onnx_model, "--collect", str(folder), "--collect_unlabelled", "10")
+    try:
+        ids = [running.request("POST", "/read", image)[1]["readings"][0]["id"] for image in images[:3]]
+        status, _, _ = running.post_json("/feedback", {"id": ids[0], "correct": False})
+        assert status == 200
+    finally:
+        code, stderr = running.stop()
+    assert code == 0 and "Traceback" not in stderr and "--collect_unlabelled 10" in running.started
+    assert f"--unlabelled_dir {folder / 'unlabelled'} --train_dir {folder}" in stderr  # the start-up hint
+    written = sorted((folder / "unlabelled").iterdir())
+    assert [path.read_bytes() for path in written] == images[1:3]  # held at shutdown, never answered
+
+
 def test_concurrent_requests_are_batched_and_each_gets_its_own_reading(service, reader, images):
     expected = [reader.read(data).text for data in images]
     found: dict[int, tuple] = {}
@@ -621,6 +636,8 @@ def test_answer_puts_each_sums_parsed_answer_in_its_reading(font):
     (["--request_seconds", "0"], "--request_seconds"),
     (["--max_connections", "0"], "--max_connections"),
     (["--length", "x"], "--length"),
+    (["--collect_unlabelled", "5"], "needs --collect DIR"),
+    (["--collect", "c", "--collect_unlabelled", "-1"], "--collect_unlabelled"),
 ])
 def test_bad_options_are_one_line(args, words):
     """Any free port: the default 8000 may be taken on a busy machine (another service, another test run),

@@ -53,6 +53,7 @@ from starlette.requests import ClientDisconnect
 
 from lstm_ocr.cli import ArgumentParser, InputError, check_count, run_main
 from lstm_ocr.hyperparameters import (
+    MAX_UNLABELLED_IMAGES,
     SERVE_IDLE_SECONDS,
     SERVE_MAX_BODY_BYTES,
     SERVE_MAX_CONNECTIONS,
@@ -62,7 +63,7 @@ from lstm_ocr.hyperparameters import (
 )
 from lstm_ocr.reader import DEFAULT_PREFIX, Reader, Reading, add_model_options, check_model_options, open_reader
 from lstm_ocr.serve.batcher import Batcher
-from lstm_ocr.serve.feedback import MAX_TEXT, FeedbackError, FeedbackStore
+from lstm_ocr.serve.feedback import MAX_TEXT, UNLABELLED, FeedbackError, FeedbackStore
 from lstm_ocr.serve.guard import CLOSED_HERE, GuardedH11Protocol, log_refusal, peer
 
 MOST_BATCH = 1024
@@ -352,6 +353,8 @@ def create_app(reader: Reader, batcher: Batcher, settings: Settings, store: Feed
         batcher.stop()
         await task
         decodes.shutdown(wait=False)
+        if store is not None:  # the images still held without feedback, written off the event loop
+            await asyncio.to_thread(store.close)
 
     # /docs and /redoc load Swagger UI's and ReDoc's files from this service (fastapi-offline ships them)
     app = FastAPIOffline(title="lstm-ocr", summary="Reads captchas with an LSTM + CTC network",
@@ -516,8 +519,14 @@ def collect_hint(args: argparse.Namespace, reader: Reader) -> str:
     """How to learn from the --collect folder: fine-tune the served model, not a shipped one."""
     start = (f"{args.prefix or DEFAULT_PREFIX}:{reader.model.epoch}" if args.onnx is None else
              f"PREFIX:EPOCH (the checkpoint {args.onnx} was exported from: an ONNX model cannot be fine-tuned)")
-    return (f"Filing confirmed readings into {args.collect}; to learn from them, continue from the served model: "
+    hint = (f"Filing confirmed readings into {args.collect}; to learn from them, continue from the served model: "
             f"python lstm_ocr_train.py --train_dir {args.collect} --finetune {start} --prefix models/next")
+    if args.collect_unlabelled:
+        unlabelled = os.path.join(args.collect, UNLABELLED)
+        hint += (f"\nKeeping images without feedback in {unlabelled}; to self-train on them too: python "
+                 f"lstm_ocr_train.py --unlabelled_dir {unlabelled} --train_dir {args.collect} --finetune {start} "
+                 "--prefix models/next (without --train_dir while no reading is confirmed)")
+    return hint
 
 
 def main() -> None:
@@ -549,12 +558,22 @@ def main() -> None:
                         help="how long an image waits for its feedback [default 600]")
     parser.add_argument("--collect_count", type=int, default=10000, help="images kept at most [default 10000]")
     parser.add_argument("--collect_mb", type=float, default=1000, help="size of DIR at most, MB [default 1000]")
+    parser.add_argument("--collect_unlabelled", type=int, default=0, metavar="N",
+                        help="also keep up to N images no feedback came for (expired, pushed out, or held at "
+                             "shutdown) in DIR/unlabelled/, for lstm_ocr_train.py --unlabelled_dir; they take at "
+                             "most half of --collect_mb, so confirmed readings always have the other half "
+                             "[default 0: off]")
     parser.add_argument("--access_log", action="store_true", help="log every request on stderr")
     args = parser.parse_args()
     check_model_options(args)
     check_count("max_batch", args.max_batch, MOST_BATCH)
     check_count("max_connections", args.max_connections, 10000)
     check_count("collect_count", args.collect_count, 1_000_000)
+    if not 0 <= args.collect_unlabelled <= MAX_UNLABELLED_IMAGES:
+        raise InputError(f"--collect_unlabelled must be between 0 (off) and {MAX_UNLABELLED_IMAGES}, got "
+                         f"{args.collect_unlabelled}")
+    if args.collect_unlabelled and not args.collect:
+        raise InputError("--collect_unlabelled needs --collect DIR: the images go into DIR/unlabelled/")
     if not 0 <= args.max_wait_ms <= 1000:
         raise InputError(f"--max_wait_ms must be between 0 and 1000, got {args.max_wait_ms}")
     if args.max_body < 1 or args.max_pixels < 1 or not 0 <= args.port <= 65535 or args.threads < 0:
@@ -571,13 +590,14 @@ def main() -> None:
     if args.collect:
         store = FeedbackStore(args.collect, reader.hp.chars, args.collect_seconds, args.collect_count,
                               min(256 << 20, args.collect_count * args.max_body), int(args.collect_mb * 1e6),
-                              fold=reader.hp.fold)
+                              fold=reader.hp.fold, unlabelled_count=args.collect_unlabelled)
         print(collect_hint(args, reader), file=sys.stderr, flush=True)
     sock = listen(args.host, args.port)  # after the model and the folder: their errors never depend on the port
     batcher = Batcher(reader, args.max_batch, args.max_wait_ms)
     app = create_app(reader, batcher, settings, store, args.cors_origin)
     app.state.model = reader.name
     app.state.options = (f"--collect {args.collect}" if args.collect else "--collect off: no feedback filed",
+                         *([f"--collect_unlabelled {args.collect_unlabelled}"] if args.collect_unlabelled else []),
                          "--access_log on" if args.access_log else "--access_log off: refusals only")
     GuardedH11Protocol.request_seconds = args.request_seconds
     GuardedH11Protocol.max_connections = args.max_connections

@@ -15,19 +15,27 @@ number is never reused, nothing is replaced, no planted link is written through)
 rewritten whole and renamed into place; a failed write leaves neither the image nor a half file. A
 feedback refused for a reason of the server's (a full disk, a full folder) keeps its image, so the
 client may retry.
+
+With `unlabelled_count` N > 0, the images no feedback came for (expired, pushed out by the bounds, or
+still held when the service stops) go into `DIR/unlabelled/` as `NNNNNN.EXT`, the folder
+`lstm_ocr_train.py --unlabelled_dir` self-trains on (UnlabelledWriter): at most N images there and half
+of `max_bytes` (both counting what is there at start), so confirmed readings always have the other
+half; each image once a run. One thread writes them (never the event loop), with the same care.
 """
 
 import csv
+import errno
 import fcntl
 import hashlib
 import io
+import logging
 import os
 import re
 import stat
 import threading
 import time
 import uuid
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -43,6 +51,11 @@ MAX_TEXT = 64  # characters of a filed text (the /feedback schema's bound too)
 PLAIN = re.compile(r"[0-9A-Za-z]+")  # a text (checked by label(): at most MAX_TEXT) that may also stand in a file name
 LOCK_NAME = ".labels.lock"
 CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+UNLABELLED = "unlabelled"  # the subfolder of DIR that images without feedback go into
+PENDING_BYTES = 32 << 20  # images waiting for the unlabelled writer at most; past it they are dropped
+FLUSH_SECONDS = 10.0  # how long stopping the service may spend writing the images still held
+
+log = logging.getLogger(__name__)
 
 
 class FeedbackError(Exception):
@@ -58,13 +71,14 @@ class _Kept:
     data: bytes
     text: str
     since: float
+    answered: bool = False  # a /feedback named it: it never goes into the unlabelled folder
 
 
 class FeedbackStore:
     """Recent images by reading id, and the folder confirmed ones are filed into."""
 
     def __init__(self, folder: str, alphabet: str, keep_seconds: float, keep_count: int, keep_bytes: int,
-                 max_bytes: int, fold: Callable[[str], str] = str):
+                 max_bytes: int, fold: Callable[[str], str] = str, unlabelled_count: int = 0):
         self.folder, self.alphabet, self.fold = folder, alphabet, fold
         self.keep_seconds, self.keep_count, self.keep_bytes, self.max_bytes = (keep_seconds, keep_count, keep_bytes,
                                                                                max_bytes)
@@ -97,6 +111,8 @@ class FeedbackStore:
         self._kept_bytes = 0
         self._lock = threading.Lock()
         self.filed = 0
+        self.unlabelled = (UnlabelledWriter(os.path.join(folder, UNLABELLED), unlabelled_count, max_bytes // 2)
+                           if unlabelled_count > 0 else None)
 
     def keep(self, data: bytes, text: str) -> str:
         """A new reading id for `data` read as `text`, kept for a while."""
@@ -107,12 +123,29 @@ class FeedbackStore:
                 self._kept[reading_id] = _Kept(data, text, time.monotonic())
                 self._kept_bytes += len(data)
                 while len(self._kept) > self.keep_count or self._kept_bytes > self.keep_bytes:
-                    self._kept_bytes -= len(self._kept.popitem(last=False)[1].data)
+                    self._leave()
         return reading_id
 
     def _expire(self, now: float) -> None:
         while self._kept and now - next(iter(self._kept.values())).since > self.keep_seconds:
-            self._kept_bytes -= len(self._kept.popitem(last=False)[1].data)
+            self._leave()
+
+    def _leave(self, bounded: bool = True) -> None:
+        """The oldest kept image leaves memory, for the unlabelled folder if no feedback came for it."""
+        kept = self._kept.popitem(last=False)[1]
+        self._kept_bytes -= len(kept.data)
+        if self.unlabelled is not None and not kept.answered:
+            self.unlabelled.offer(kept.data, self.max_bytes - self.used, bounded)
+
+    def close(self, seconds: float = FLUSH_SECONDS) -> None:
+        """At shutdown: the images still held without feedback go to the unlabelled folder, written
+        within `seconds` (what is left then is dropped)."""
+        if self.unlabelled is None:
+            return
+        with self._lock:
+            while self._kept:
+                self._leave(bounded=False)  # their memory is held already: the pending bound is not needed
+        self.unlabelled.close(seconds)
 
     def label(self, text: str) -> str:
         """`text` in the model's case (folded as /read folds it, for a case-folding model), checked as a
@@ -130,6 +163,9 @@ class FeedbackStore:
         """File the image of `reading_id` under its right text (the reading's if `correct`, else `text`):
         the new file's name, or None when a wrong reading comes without the right text (nothing learnt).
         A FeedbackError of the client's (400) or of the server's (507) keeps the image for a retry."""
+        with self._lock:
+            if (named := self._kept.get(reading_id)) is not None:
+                named.answered = True  # whatever comes of this answer, it is not an image without feedback
         label = self.label(text) if text is not None else None
         with self._lock:
             self._expire(time.monotonic())
@@ -149,8 +185,9 @@ class FeedbackStore:
             if digest in self._filed:
                 self._forget(reading_id)
                 return None
-            if self.used + len(kept.data) > self.max_bytes:
-                raise FeedbackError(507, f"the --collect folder holds {self.used} bytes, at its limit of "
+            held = self.used + (self.unlabelled.used if self.unlabelled else 0)
+            if held + len(kept.data) > self.max_bytes:
+                raise FeedbackError(507, f"the --collect folder holds {held} bytes, at its limit of "
                                          f"{self.max_bytes}: move its images away (to train on them) to collect more")
             self._forget(reading_id)  # taken while it is written: a second answer for it is a 404
         try:  # outside the lock: the folder's lock and the disk never hold up keep() (the event loop)
@@ -176,20 +213,13 @@ class FeedbackStore:
 
     def _write(self, data: bytes, label: str) -> str:
         """Under the folder's lock: the image under the next free number, and its row in labels.csv."""
-        suffix = f"_{label}" if PLAIN.fullmatch(label) else ""
+        ending = (f"_{label}" if PLAIN.fullmatch(label) else "") + extension(data)
         with self._folder_lock():
             temporary = os.path.join(self.folder, f".incoming-{uuid.uuid4().hex}.tmp")
             name = None
             try:
                 _write_new(temporary, data)
-                while True:  # link() never replaces and never follows a link planted at the name
-                    name = f"{self.next_number:06d}{suffix}{extension(data)}"
-                    self.next_number += 1  # a number tried is never tried again, even if the write fails
-                    try:
-                        os.link(temporary, os.path.join(self.folder, name))
-                        break
-                    except FileExistsError:
-                        continue
+                name = _link_free(temporary, self.folder, lambda: f"{self._take_number():06d}{ending}")
                 rows = self._read_labels()
                 self._write_labels((rows or [labelled_data.HEADER]) + [(name, label)])
             except BaseException:
@@ -199,6 +229,11 @@ class FeedbackStore:
             finally:
                 _remove(temporary)
         return name
+
+    def _take_number(self) -> int:
+        """The next number; one tried is never tried again, even if its write fails."""
+        self.next_number += 1
+        return self.next_number - 1
 
     def _read_labels(self) -> list[list[str]]:
         """The rows of the folder's labels file as they are (none if there is none yet)."""
@@ -226,6 +261,131 @@ class FeedbackStore:
             _remove(temporary)
 
 
+class UnlabelledWriter:
+    """Images no feedback came for, written into `folder` as NNNNNN.EXT by one thread: at most
+    `most_count` images and `most_bytes` there (counting what is there at start), each image once a run.
+    offer() never touches the disk: the event loop hands images over, the thread writes them."""
+
+    def __init__(self, folder: str, most_count: int, most_bytes: int):
+        self.folder, self.most_count, self.most_bytes = folder, most_count, most_bytes
+        if os.path.islink(folder):
+            raise InputError(f"--collect: {folder} is a link; the service writes into it, so it must be a folder of "
+                             "its own")
+        try:
+            fd = _open_folder(folder)
+            try:
+                files = [entry for entry in os.scandir(fd) if entry.is_file(follow_symlinks=False)]
+                self.used = sum(entry.stat(follow_symlinks=False).st_size for entry in files)
+            finally:
+                os.close(fd)
+        except OSError as error:
+            raise InputError(f"--collect: cannot write into {folder}: {_reason(error, folder)}") from None
+        self.count = sum(labelled_data.is_image_name(entry.name) for entry in files)
+        numbers = [int(match.group(1)) for entry in files if (match := NUMBERED.match(entry.name))]
+        self.next_number = max(numbers, default=0) + 1
+        self.written = 0
+        self._digests: set[str] = set()  # of the images written by this run
+        self._pending: deque[bytes] = deque()
+        self._pending_bytes = 0
+        self._writing = False
+        self._deadline: float | None = None  # set by close()
+        self._said: set[str] = set()  # what was warned of already (once each a run)
+        self._changed = threading.Condition()
+        self._thread = threading.Thread(target=self._run, name="unlabelled-writer", daemon=True)
+        self._thread.start()
+
+    def offer(self, data: bytes, room: int, bounded: bool = True) -> None:
+        """Queue `data` to be written if the folder's bounds allow it and `room` (bytes the whole --collect
+        folder may still take) holds it; `bounded`: dropped if PENDING_BYTES already wait."""
+        with self._changed:
+            if self._deadline is not None:
+                return
+            if self.count >= self.most_count or self.used + len(data) > min(self.most_bytes, room):
+                self._warn("full", f"{self.folder} holds {self.count} images, {self.used} bytes, at its limit "
+                                   f"of {self.most_count} images, {min(self.most_bytes, room)} bytes: images without "
+                                   "feedback are no longer kept (move them away, to train on them, and restart to "
+                                   "collect more)")
+                return
+            if bounded and self._pending_bytes + len(data) > PENDING_BYTES:
+                self._warn("slow", f"the disk is slower than images without feedback arrive: some are not written "
+                                   f"into {self.folder}")
+                return
+            self.count += 1  # counted while they wait: the bounds hold for what is queued too
+            self.used += len(data)
+            self._pending.append(data)
+            self._pending_bytes += len(data)
+            self._changed.notify_all()
+
+    def flush(self) -> None:
+        """Wait until every image offered so far is written (or refused)."""
+        with self._changed:
+            self._changed.wait_for(lambda: not self._pending and not self._writing)
+
+    def close(self, seconds: float = FLUSH_SECONDS) -> None:
+        """Write what waits, for at most `seconds`, then stop the thread; what is left is dropped."""
+        with self._changed:
+            self._deadline = time.monotonic() + seconds
+            self._changed.notify_all()
+        self._thread.join(seconds)
+        with self._changed:
+            left = len(self._pending) + self._writing
+        if left:
+            log.warning("%d images without feedback were not written into %s: stopping allows %g s", left,
+                        self.folder, seconds)
+
+    def _run(self) -> None:
+        while True:
+            with self._changed:
+                self._changed.wait_for(lambda: self._pending or self._deadline is not None)
+                if not self._pending or (self._deadline is not None and time.monotonic() > self._deadline):
+                    return
+                data = self._pending.popleft()
+                self._pending_bytes -= len(data)
+                self._writing = True
+            written = self._write(data)
+            with self._changed:
+                self._writing = False
+                if written:
+                    self.written += 1
+                else:
+                    self.count -= 1
+                    self.used -= len(data)
+                self._changed.notify_all()
+
+    def _write(self, data: bytes) -> bool:
+        """`data` under the next free number, unless this run wrote it already or the write fails (logged)."""
+        digest = hashlib.sha256(data).hexdigest()
+        if digest in self._digests:
+            return False
+        ending = extension(data)
+        temporary = f".incoming-{uuid.uuid4().hex}.tmp"
+        try:
+            fd = _open_folder(self.folder)  # again each time: one moved away is made anew, a link is refused
+            try:
+                _write_new(temporary, data, dir_fd=fd)
+                _link_free(temporary, "", lambda: f"{self._take_number():06d}{ending}", dir_fd=fd)
+            finally:
+                _remove(temporary, dir_fd=fd)
+                os.close(fd)
+        except OSError as error:
+            with self._changed:
+                reason = _reason(error, self.folder)
+                self._warn(reason, f"cannot write an image without feedback into {self.folder}: {reason}")
+            return False
+        self._digests.add(digest)
+        return True
+
+    def _take_number(self) -> int:
+        self.next_number += 1
+        return self.next_number - 1
+
+    def _warn(self, why: str, message: str) -> None:
+        """`message` logged the first time this run that `why` happens (a full disk is one line, not one a write)."""
+        if why not in self._said:
+            self._said.add(why)
+            log.warning("%s", message)
+
+
 class _FolderLock:
     """flock on a lock file opened without following links."""
 
@@ -244,9 +404,9 @@ class _FolderLock:
         os.close(self.fd)  # releases the lock
 
 
-def _write_new(path: str, data: bytes) -> None:
+def _write_new(path: str, data: bytes, dir_fd: int | None = None) -> None:
     """`data` into a new file (never an existing one, never through a link), flushed to the disk."""
-    fd = os.open(path, CREATE, 0o644)
+    fd = os.open(path, CREATE, 0o644, dir_fd=dir_fd)
     try:
         view = memoryview(data)
         while view:
@@ -256,9 +416,37 @@ def _write_new(path: str, data: bytes) -> None:
         os.close(fd)
 
 
-def _remove(path: str) -> None:
+def _link_free(temporary: str, folder: str, next_name: Callable[[], str], dir_fd: int | None = None) -> str:
+    """`temporary` linked to the first free name `next_name` gives in `folder` (both relative to `dir_fd`
+    when given): link() never replaces and never follows a link planted at the name."""
+    while True:
+        name = next_name()
+        try:
+            os.link(temporary, os.path.join(folder, name), src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+            return name
+        except FileExistsError:
+            continue
+
+
+def _open_folder(folder: str) -> int:
+    """`folder` (made if missing) opened as a directory, never through a link planted at its name."""
     try:
-        os.remove(path)
+        os.mkdir(folder)
+    except FileExistsError:
+        pass
+    return os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
+
+
+def _reason(error: OSError, folder: str) -> str:
+    """Why `folder` could not be written into, in words (O_NOFOLLOW on a link says ELOOP or ENOTDIR)."""
+    if error.errno in (errno.ELOOP, errno.ENOTDIR) and os.path.islink(folder):
+        return "it is a link"
+    return error.strerror or str(error)
+
+
+def _remove(path: str, dir_fd: int | None = None) -> None:
+    try:
+        os.remove(path, dir_fd=dir_fd)
     except OSError:
         pass
 
