@@ -29,6 +29,7 @@ import tempfile
 import time
 
 from heldout import WHEEZY_FONT, WHEEZY_SIZE, WHEEZY_SMALL, write_wheezy
+
 from readers import ROOT, kept_set
 
 ALNUM = "0123456789abcdefghijklmnopqrstuvwxyz"

@@ -244,6 +244,8 @@ def run(argv: list[str]) -> Model:
         used = (f"trained on {len(items)} of {len(to_label)} unlabelled images (confidence >= "
                 f"{args.min_confidence:.2f}) and {len(labelled)} labelled: ")
         work = os.path.join(f"{args.prefix}-unlabelled", f"round{round_number + 1}")
+        if round_number == 0:  # an earlier run's work folders (--overwrite) go: none of its rounds is left behind
+            shutil.rmtree(os.path.dirname(work), ignore_errors=True)
         write_work_folder(work, items + labelled)
         model = train_round(passed, work, model, f"{args.prefix}-round{round_number + 1}")
     target = args.val_dir or "IMAGE_OR_FOLDER"

@@ -190,6 +190,17 @@ def test_an_earlier_runs_rounds_are_never_replaced_without_overwrite(folders, tm
     assert os.listdir(f"{prefix}-unlabelled") == ["round1"]
 
 
+def test_overwrite_replaces_an_earlier_runs_work_folders_whole(folders, tmp_path, monkeypatch, capsys):
+    prefix = str(tmp_path / "ocr")
+    os.makedirs(os.path.join(f"{prefix}-unlabelled", "round7"))  # a round of an earlier, longer run
+    monkeypatch.setattr(FakeReader, "estimates", {"start": 0.5, "ocr-round1": 0.4})
+    monkeypatch.setattr(adapt, "Reader", FakeReader)
+    monkeypatch.setattr(adapt, "train_round", lambda passed, work, start, prefix: adapt.Model(prefix, 1))
+    adapt.run(["--unlabelled_dir", folders["unlabelled"], "--finetune", str(tmp_path / "start"), "--prefix", prefix,
+               "--min_confidence", "0.4", "--overwrite"])
+    assert os.listdir(f"{prefix}-unlabelled") == ["round1"]
+
+
 def test_reader_adapt_runs_the_rounds_and_returns_the_chosen_model(folders, tmp_path, capsys):
     from lstm_ocr import Reader
 
