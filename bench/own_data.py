@@ -34,6 +34,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from lstm_ocr import checkpoint, models  # noqa: E402
+from readers import print_header  # noqa: E402
 
 FONTS = ["font/DejaVuSansMono-Bold.ttf", "font/DejaVuSans-Bold.ttf"]  # wheezy's example names two bold fonts
 DIGITS = "0123456789"
@@ -99,9 +100,7 @@ def main() -> None:
     parser.add_argument("--out", help="keep the data and checkpoints here [default: a temporary folder]")
     args = parser.parse_args()
     codes = [os.path.abspath(code) for code in args.code]
-    load = os.getloadavg()
-    print(f"# {' '.join(sys.argv)}  (load average at start {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}, "
-          f"{os.cpu_count()} cores)", flush=True)
+    print_header()
     with tempfile.TemporaryDirectory() as scratch:
         out = os.path.abspath(args.out or scratch)
         os.makedirs(out, exist_ok=True)

@@ -17,6 +17,13 @@ def run(*args: str) -> str:
     return subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, check=True).stdout
 
 
+def print_header() -> None:
+    """A bench's first line: its command line, the load average at its start and the cores."""
+    load = os.getloadavg()
+    print(f"# {' '.join(sys.argv)}  (load average at start {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}, "
+          f"{os.cpu_count()} cores)", flush=True)
+
+
 def chosen_sets(parser, text: str, choices: tuple[str, ...]) -> list[str]:
     """The comma-separated `--sets` value as a list, or the parser's error naming the unknown ones."""
     sets = text.split(",")

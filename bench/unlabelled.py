@@ -30,7 +30,7 @@ import time
 
 from heldout import WHEEZY_FONT, WHEEZY_SIZE, WHEEZY_SMALL, write_wheezy
 
-from readers import ROOT, kept_set
+from readers import ROOT, kept_set, print_header
 
 ALNUM = "0123456789abcdefghijklmnopqrstuvwxyz"
 # look: (characters, shortest, longest, canvas, start, options the user gives for the look)
@@ -100,9 +100,7 @@ def main() -> None:
     parser.add_argument("training", nargs="*", help="options after -- go to lstm_ocr_train.py")
     args = parser.parse_args()
     chars, _, _, _, start, options = LOOKS[args.look]
-    load = os.getloadavg()
-    print(f"# {' '.join(sys.argv)}  (load average at start {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}, "
-          f"{os.cpu_count()} cores)", flush=True)
+    print_header()
     with tempfile.TemporaryDirectory() as scratch:
         out = os.path.abspath(args.out or scratch)
         os.makedirs(out, exist_ok=True)
