@@ -283,7 +283,6 @@ class UnlabelledWriter:
         self.count = sum(labelled_data.is_image_name(entry.name) for entry in files)
         numbers = [int(match.group(1)) for entry in files if (match := NUMBERED.match(entry.name))]
         self.next_number = max(numbers, default=0) + 1
-        self.written = 0
         self._digests: set[str] = set()  # of the images written by this run
         self._pending: deque[bytes] = deque()
         self._pending_bytes = 0
@@ -345,9 +344,7 @@ class UnlabelledWriter:
             written = self._write(data)
             with self._changed:
                 self._writing = False
-                if written:
-                    self.written += 1
-                else:
+                if not written:  # refused (a duplicate) or failed: it no longer counts against the bounds
                     self.count -= 1
                     self.used -= len(data)
                 self._changed.notify_all()
