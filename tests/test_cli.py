@@ -88,15 +88,23 @@ def test_output_into_a_closed_pipe_ends_quietly(tmp_path):
     assert result.stdout == "0\n" and result.stderr == "" and result.returncode == 141
 
 
+def sigint_as_at_a_terminal() -> None:
+    """A background job's children start with SIGINT ignored (so the shell leaves them running), and
+    Python then keeps it ignored; a script typed at a terminal starts with it at the default."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_ctrl_c_while_a_script_starts_is_one_line():
     """venv_check (imported first by the MXNet scripts) makes SIGINT during the slow imports one line."""
     script = os.path.join(ROOT, "lstm_ocr_train.py")
     code = (f"import sys; sys.argv[0] = {script!r}; import os, signal, time, lstm_ocr.venv_check; "
             "os.kill(os.getpid(), signal.SIGINT); time.sleep(30)")
-    result = subprocess.run([PYTHON, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT)
+    result = subprocess.run([PYTHON, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT,
+                            preexec_fn=sigint_as_at_a_terminal)
     assert result.returncode == 130 and result.stderr == "error: interrupted by SIGINT\n"
     library = subprocess.run([PYTHON, "-c", "import signal, lstm_ocr.venv_check; "
-                              "assert signal.getsignal(signal.SIGINT) is signal.default_int_handler"], cwd=ROOT)
+                              "assert signal.getsignal(signal.SIGINT) is signal.default_int_handler"], cwd=ROOT,
+                             preexec_fn=sigint_as_at_a_terminal)
     assert library.returncode == 0  # imported by a library user (from lstm_ocr import Reader): handlers untouched
 
 
