@@ -28,6 +28,7 @@ import errno
 import fcntl
 import hashlib
 import io
+import itertools
 import logging
 import os
 import re
@@ -36,7 +37,7 @@ import threading
 import time
 import uuid
 from collections import OrderedDict, deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from PIL import Image
@@ -88,8 +89,7 @@ class FeedbackStore:
         except OSError as error:
             raise InputError(f"--collect {folder}: {error.strerror or error}") from None
         self.used = sum(entry.stat(follow_symlinks=False).st_size for entry in names)
-        numbers = [int(match.group(1)) for entry in names if (match := NUMBERED.match(entry.name))]
-        self.next_number = max(numbers, default=0) + 1
+        self._numbers = _numbers_after(names)
         found = labelled_data.labels_file(folder)  # InputError for one that cannot be read
         if found is not None and os.path.islink(found):
             raise InputError(f"--collect {folder}: its {os.path.basename(found)} is a link; the service rewrites "
@@ -219,7 +219,7 @@ class FeedbackStore:
             name = None
             try:
                 _write_new(temporary, data)
-                name = _link_free(temporary, self.folder, lambda: f"{self._take_number():06d}{ending}")
+                name = _link_free(temporary, self.folder, lambda: f"{next(self._numbers):06d}{ending}")
                 rows = self._read_labels()
                 self._write_labels((rows or [labelled_data.HEADER]) + [(name, label)])
             except BaseException:
@@ -229,11 +229,6 @@ class FeedbackStore:
             finally:
                 _remove(temporary)
         return name
-
-    def _take_number(self) -> int:
-        """The next number; one tried is never tried again, even if its write fails."""
-        self.next_number += 1
-        return self.next_number - 1
 
     def _read_labels(self) -> list[list[str]]:
         """The rows of the folder's labels file as they are (none if there is none yet)."""
@@ -281,8 +276,7 @@ class UnlabelledWriter:
         except OSError as error:
             raise InputError(f"--collect: cannot write into {folder}: {_reason(error, folder)}") from None
         self.count = sum(labelled_data.is_image_name(entry.name) for entry in files)
-        numbers = [int(match.group(1)) for entry in files if (match := NUMBERED.match(entry.name))]
-        self.next_number = max(numbers, default=0) + 1
+        self._numbers = _numbers_after(files)
         self._digests: set[str] = set()  # of the images written by this run
         self._pending: deque[bytes] = deque()
         self._pending_bytes = 0
@@ -360,7 +354,7 @@ class UnlabelledWriter:
             fd = _open_folder(self.folder)  # again each time: one moved away is made anew, a link is refused
             try:
                 _write_new(temporary, data, dir_fd=fd)
-                _link_free(temporary, "", lambda: f"{self._take_number():06d}{ending}", dir_fd=fd)
+                _link_free(temporary, "", lambda: f"{next(self._numbers):06d}{ending}", dir_fd=fd)
             finally:
                 _remove(temporary, dir_fd=fd)
                 os.close(fd)
@@ -372,15 +366,18 @@ class UnlabelledWriter:
         self._digests.add(digest)
         return True
 
-    def _take_number(self) -> int:
-        self.next_number += 1
-        return self.next_number - 1
-
     def _warn(self, why: str, message: str) -> None:
         """`message` logged the first time this run that `why` happens (a full disk is one line, not one a write)."""
         if why not in self._said:
             self._said.add(why)
             log.warning("%s", message)
+
+
+def _numbers_after(entries: list[os.DirEntry]) -> Iterator[int]:
+    """The numbers for new names, past the folder's numbered ones; one tried is never tried again,
+    even if its write fails."""
+    numbers = [int(match.group(1)) for entry in entries if (match := NUMBERED.match(entry.name))]
+    return itertools.count(max(numbers, default=0) + 1)
 
 
 class _FolderLock:
