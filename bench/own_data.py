@@ -34,7 +34,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from lstm_ocr import checkpoint, models  # noqa: E402
-from readers import print_header  # noqa: E402
+from readers import print_footer, print_header  # noqa: E402
 
 FONTS = ["font/DejaVuSansMono-Bold.ttf", "font/DejaVuSans-Bold.ttf"]  # wheezy's example names two bold fonts
 DIGITS = "0123456789"
@@ -122,8 +122,7 @@ def main() -> None:
                     for synthetic in args.synthetic:
                         for code in codes:
                             measure(out, look, code, start, synthetic, size, data, test, original)
-        load = os.getloadavg()
-        print(f"# load average at end {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+        print_footer()
 
 
 def measure(out: str, look: str, code: str, start: str, synthetic: float, size: int, data: str, test: str,

@@ -24,6 +24,12 @@ def print_header() -> None:
           f"{os.cpu_count()} cores)", flush=True)
 
 
+def print_footer() -> None:
+    """A bench's last line: the load average at its end."""
+    load = os.getloadavg()
+    print(f"# load average at end {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+
+
 def chosen_sets(parser, text: str, choices: tuple[str, ...]) -> list[str]:
     """The comma-separated `--sets` value as a list, or the parser's error naming the unknown ones."""
     sets = text.split(",")

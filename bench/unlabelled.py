@@ -30,7 +30,7 @@ import time
 
 from heldout import WHEEZY_FONT, WHEEZY_SIZE, WHEEZY_SMALL, write_wheezy
 
-from readers import ROOT, kept_set, print_header
+from readers import ROOT, kept_set, print_footer, print_header
 
 ALNUM = "0123456789abcdefghijklmnopqrstuvwxyz"
 # look: (characters, shortest, longest, canvas, start, options the user gives for the look)
@@ -131,8 +131,7 @@ def main() -> None:
                                   *(["--epoch", read.group(2)] if read.group(2) else []), *options, test],
                                  cwd=ROOT, capture_output=True, text=True, check=True).stdout.splitlines()[-1]
         print(f"chosen model on the {args.test_count} test images: {reading}")
-        load = os.getloadavg()
-        print(f"# load average at end {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+        print_footer()
 
 
 if __name__ == "__main__":
